@@ -1,0 +1,60 @@
+# riskserve: the two commands a new user needs are `make run` and `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 3000
+export BENTOML_DO_NOT_TRACK := true
+export PYTHONPATH := $(CURDIR)
+DEV_KEY_FILE := .riskserve/dev-api-key
+
+.PHONY: help setup deps train train-missing run serve test lint models clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install pinned requirements (idempotent)
+
+deps:  ## system packages the tests use (Debian: prometheus for promtool and the server)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "installing Debian's prometheus package (promtool + server) for the tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+train: setup  ## train all seven models into the BentoML model store (new versions)
+	$(BIN)/python -m training all
+
+train-missing: setup  ## train only models that have no version in the store yet
+	$(BIN)/python -m training all --missing-only
+
+models: setup  ## list stored versions; * marks production
+	$(BIN)/python -m training list
+
+$(DEV_KEY_FILE):
+	@mkdir -p $(dir $@)
+	@$(BIN)/python -c "import secrets; print('rs_' + secrets.token_urlsafe(24))" > $@
+	@chmod 600 $@
+
+run: train-missing $(DEV_KEY_FILE)  ## train the demo models if the store is empty, then serve them
+	@echo "riskserve development API key: $$(cat $(DEV_KEY_FILE))   (from $(DEV_KEY_FILE))"
+	@echo "try: curl -s -H \"X-API-Key: $$(cat $(DEV_KEY_FILE))\" http://127.0.0.1:$(PORT)/v1/models"
+	RISKSERVE_API_KEYS_FILE=$(CURDIR)/$(DEV_KEY_FILE) $(BIN)/bentoml serve service:RiskServe --port $(PORT)
+
+serve: setup  ## serve with the keys from RISKSERVE_API_KEYS / RISKSERVE_API_KEYS_FILE
+	$(BIN)/bentoml serve service:RiskServe --port $(PORT)
+
+test: setup deps  ## the full default test suite (what CI runs)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: setup  ## ruff
+	$(BIN)/ruff check .
+
+clean:  ## remove reports and caches (keeps .venv and the model store)
+	rm -rf reports .pytest_cache .ruff_cache

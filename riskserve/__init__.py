@@ -1,0 +1,1 @@
+"""riskserve: what training and serving share (contract, encoding, store, auth, metrics, drift)."""

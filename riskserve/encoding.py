@@ -1,0 +1,113 @@
+"""Turn validated feature columns into the float32 matrix an estimator was trained on.
+
+The encoder's fitted state (category vocabularies, target encodings) is saved as JSON next to the
+model, and the same `transform` runs in training evaluation and in serving, so the two can never
+disagree about preprocessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskserve.specs import ModelSpec
+
+Columns = Mapping[str, np.ndarray]
+
+
+def category_codes(values: np.ndarray, vocabulary: list[str]) -> np.ndarray:
+    """Vectorised lookup of each value's index in `vocabulary`; -1 for unseen or missing."""
+    return pd.Index(vocabulary, dtype=object).get_indexer(values).astype(np.int64)
+
+
+@dataclass
+class Encoder:
+    """Fitted preprocessing for one model version.
+
+    `vocabularies` maps each categorical feature to its known values (code = index, unseen = -1,
+    which the encoder passes on as NaN for tree models' native missing handling).
+    `target_maps` maps target-encoded features to per-category smoothed label means; unseen
+    categories get `target_priors`.
+    """
+
+    spec: ModelSpec
+    vocabularies: dict[str, list[str]] = field(default_factory=dict)
+    target_maps: dict[str, list[float]] = field(default_factory=dict)
+    target_priors: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def output_names(self) -> list[str]:
+        """Column names of the matrix `transform` returns (features then derived)."""
+        return [*self.spec.feature_names, *(d.name for d in self.spec.derived)]
+
+    @classmethod
+    def fit(cls, spec: ModelSpec, frame: pd.DataFrame, label: np.ndarray | None = None,
+            smoothing: float = 20.0) -> Encoder:
+        """Learn vocabularies (sorted, so codes are stable) and smoothed target encodings."""
+        enc = cls(spec)
+        for f in spec.features:
+            if not f.is_category:
+                continue
+            seen = pd.Series(frame[f.name]).dropna().astype(str)
+            vocab = list(f.categories) if f.categories else sorted(seen.unique().tolist())
+            enc.vocabularies[f.name] = vocab
+            if f.encoding == "target":
+                if label is None:
+                    raise ValueError(f"target encoding of '{f.name}' needs the label")
+                y = np.asarray(label, dtype=np.float64)
+                prior = float(y.mean())
+                codes = category_codes(frame[f.name].astype(str).to_numpy(), vocab)
+                ok = codes >= 0
+                sums = np.bincount(codes[ok], weights=y[ok], minlength=len(vocab))
+                counts = np.bincount(codes[ok], minlength=len(vocab))
+                # Smoothing pulls rare categories towards the prior so one lucky row cannot
+                # make a city look certain.
+                enc.target_maps[f.name] = ((sums + smoothing * prior) /
+                                           (counts + smoothing)).tolist()
+                enc.target_priors[f.name] = prior
+        return enc
+
+    def transform(self, columns: Columns) -> np.ndarray:
+        """Encode validated columns (numbers as float, categories as str objects) to float32."""
+        n = len(next(iter(columns.values())))
+        out = np.empty((n, len(self.output_names)), dtype=np.float32)
+        numeric: dict[str, np.ndarray] = {}
+        for j, f in enumerate(self.spec.features):
+            col = columns[f.name]
+            if f.is_category:
+                codes = category_codes(col, self.vocabularies[f.name])
+                if f.encoding == "target":
+                    table = np.asarray(self.target_maps[f.name], dtype=np.float64)
+                    vals = np.where(codes >= 0, table[np.maximum(codes, 0)],
+                                    self.target_priors[f.name])
+                else:
+                    vals = np.where(codes >= 0, codes, np.nan)
+                out[:, j] = vals
+            else:
+                numeric[f.name] = np.asarray(col, dtype=np.float64)
+                out[:, j] = numeric[f.name]
+        base = len(self.spec.features)
+        for k, d in enumerate(self.spec.derived):
+            out[:, base + k] = d.compute(numeric)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "vocabularies": self.vocabularies,
+            "target_maps": self.target_maps,
+            "target_priors": self.target_priors,
+        }
+
+    @classmethod
+    def from_json(cls, spec: ModelSpec, data: Mapping[str, Any]) -> Encoder:
+        return cls(
+            spec,
+            vocabularies={k: list(v) for k, v in data.get("vocabularies", {}).items()},
+            target_maps={k: list(v) for k, v in data.get("target_maps", {}).items()},
+            target_priors=dict(data.get("target_priors", {})),
+        )
+

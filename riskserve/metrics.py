@@ -1,0 +1,180 @@
+"""riskserve's Prometheus metrics: latency, throughput, errors, auth failures and drift counters.
+
+Every metric is registered once here, labelled only with values bounded by the model specs.
+`prometheus_client` is imported when a worker builds `Metrics`, never at module import: BentoML
+sets PROMETHEUS_MULTIPROC_DIR in each worker after importing the service, and a client imported
+earlier would count in single-process mode, invisible to /metrics. Drift is exported as raw
+per-bin counters plus the reference shares, so Prometheus computes PSI exactly across workers,
+pods and any window (see grafana/rules/riskserve.rules.yaml).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from riskserve.encoding import category_codes
+from riskserve.scoring import Prediction, ScoringModel
+from riskserve.specs import SPECS
+
+INFERENCE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                     0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
+ERROR_REASONS = ("invalid_input", "not_found", "payload_too_large", "bad_request",
+                 "overloaded", "internal")
+
+
+def model_label(name: str | None) -> str:
+    """Unknown names collapse into one label value so a scanner cannot explode cardinality."""
+    return name if name in SPECS else "unknown"
+
+
+class _ModelSeries:
+    """Pre-resolved metric children of one model version: the hot path only calls .inc()."""
+
+    def __init__(self, m: Metrics, model: ScoringModel) -> None:
+        name, version = model.spec.name, model.version
+        self.model = model
+        self.inference = m.inference_seconds.labels(name, version)
+        self.batch_rows = m.batch_rows.labels(name)
+        self.predictions = {p: m.predictions_total.labels(name, version, p)
+                            for p in ("http", "grpc")}
+        self.bins = {}
+        self.out_of_range = {}
+        self.missing = {}
+        self.unseen = {}
+        for feature, ref in model.references.items():
+            self.bins[feature] = [m.feature_bin_total.labels(name, version, feature, str(b))
+                                  for b in range(ref.n_bins)]
+            for b, share in enumerate(ref.proportions):
+                m.feature_reference_ratio.labels(name, version, feature, str(b)).set(share)
+            self.out_of_range[feature] = m.out_of_range_total.labels(name, version, feature)
+            self.missing[feature] = m.missing_total.labels(name, version, feature)
+            self.unseen[feature] = m.unseen_total.labels(name, version, feature)
+        pref = model.prediction_reference
+        self.prediction_bins = []
+        if pref is not None:
+            self.prediction_bins = [m.prediction_bin_total.labels(name, version, str(b))
+                                    for b in range(pref.n_bins)]
+            for b, share in enumerate(pref.proportions):
+                m.prediction_reference_ratio.labels(name, version, str(b)).set(share)
+        algorithm = str(model.info.get("algorithm", model.spec.algorithm))
+        m.model_info.labels(name, version, algorithm).set(1)
+
+    def observe(self, columns: Mapping[str, np.ndarray], pred: Prediction, rows: int,
+                seconds: float) -> None:
+        self.inference.observe(seconds)
+        self.batch_rows.observe(rows)
+        vocab = self.model.encoder.vocabularies
+        for feature, ref in self.model.references.items():
+            values = columns[feature]
+            bins = ref.assign(values)
+            _add(self.bins[feature], bins)
+            missing = int(np.count_nonzero(bins < 0))
+            if missing:
+                self.missing[feature].inc(missing)
+            if ref.kind == "numeric":
+                outside = ref.out_of_range(values)
+                if outside:
+                    self.out_of_range[feature].inc(outside)
+            elif feature in vocab:
+                unseen = int(np.count_nonzero(category_codes(values, vocab[feature]) < 0)) - missing
+                if unseen > 0:
+                    self.unseen[feature].inc(unseen)
+        pref = self.model.prediction_reference
+        if pref is not None and pred.scores is not None:
+            scores = pred.scores if pref.kind == "numeric" else pred.scores.astype(str)
+            _add(self.prediction_bins, pref.assign(scores))
+
+
+def _add(children: list[Any], bins: np.ndarray) -> None:
+    counts = np.bincount(bins[bins >= 0], minlength=len(children))
+    for b in np.flatnonzero(counts):
+        children[b].inc(int(counts[b]))
+
+
+class Metrics:
+    """All riskserve metrics of one worker process."""
+
+    def __init__(self) -> None:
+        import prometheus_client as pc
+
+        self.predictions_total = pc.Counter(
+            "riskserve_predictions", "Rows scored, by model version and protocol.",
+            ["model", "version", "protocol"])
+        self.inference_seconds = pc.Histogram(
+            "riskserve_inference_seconds", "Model compute time per model call (one batch).",
+            ["model", "version"], buckets=INFERENCE_BUCKETS)
+        self.batch_rows = pc.Histogram(
+            "riskserve_batch_rows", "Rows per model call (adaptive batches and CSV chunks).",
+            ["model"], buckets=BATCH_BUCKETS)
+        self.request_errors_total = pc.Counter(
+            "riskserve_request_errors", "Failed requests by model and reason.",
+            ["model", "reason"])
+        self.auth_failures_total = pc.Counter(
+            "riskserve_auth_failures", "Rejected credentials by reason (missing/invalid).",
+            ["reason", "protocol"])
+        self.model_info = pc.Gauge(
+            "riskserve_model_info", "1 for each loaded model version.",
+            ["model", "version", "algorithm"], multiprocess_mode="livemax")
+        self.in_flight = pc.Gauge(
+            "riskserve_requests_in_flight", "Prediction requests being handled now.",
+            multiprocess_mode="livesum")
+        self.feature_bin_total = pc.Counter(
+            "riskserve_feature_bin", "Served feature values per reference bin.",
+            ["model", "version", "feature", "bin"])
+        self.feature_reference_ratio = pc.Gauge(
+            "riskserve_feature_reference_ratio", "Training share of each feature bin.",
+            ["model", "version", "feature", "bin"], multiprocess_mode="livemax")
+        self.prediction_bin_total = pc.Counter(
+            "riskserve_prediction_bin", "Served predictions per reference bin.",
+            ["model", "version", "bin"])
+        self.prediction_reference_ratio = pc.Gauge(
+            "riskserve_prediction_reference_ratio", "Training share of each prediction bin.",
+            ["model", "version", "bin"], multiprocess_mode="livemax")
+        self.out_of_range_total = pc.Counter(
+            "riskserve_feature_out_of_range", "Served values outside the training min/max.",
+            ["model", "version", "feature"])
+        self.missing_total = pc.Counter(
+            "riskserve_feature_missing", "Served null values.", ["model", "version", "feature"])
+        self.unseen_total = pc.Counter(
+            "riskserve_feature_unseen_category", "Served categories unseen in training.",
+            ["model", "version", "feature"])
+        self._series: dict[tuple[str, str], _ModelSeries] = {}
+        for reason in ("missing", "invalid"):
+            for protocol in ("http", "grpc"):
+                self.auth_failures_total.labels(reason, protocol)
+
+    def model_loaded(self, model: ScoringModel) -> None:
+        """Export info and reference shares, and create every bin counter at 0."""
+        key = (model.spec.name, model.version)
+        if key not in self._series:
+            self._series[key] = _ModelSeries(self, model)
+
+    def observe_batch(self, model: ScoringModel, columns: Mapping[str, np.ndarray],
+                      pred: Prediction, rows: int, seconds: float) -> None:
+        self.model_loaded(model)
+        self._series[(model.spec.name, model.version)].observe(columns, pred, rows, seconds)
+
+    def predictions(self, model: ScoringModel, rows: int, protocol: str) -> None:
+        self._series[(model.spec.name, model.version)].predictions[protocol].inc(rows)
+
+    def error(self, model: str | None, reason: str) -> None:
+        self.request_errors_total.labels(model_label(model), reason).inc()
+
+    def auth_failure(self, reason: str, protocol: str) -> None:
+        self.auth_failures_total.labels(reason, protocol).inc()
+
+
+@functools.cache
+def get_metrics() -> Metrics:
+    """The process's metrics, created on first use (in the worker, after BentoML has set
+    PROMETHEUS_MULTIPROC_DIR), so HTTP middleware, handlers and gRPC share one registry."""
+    return Metrics()
+
+
+def count_http_auth_failure(reason: str) -> None:
+    get_metrics().auth_failure(reason, "http")

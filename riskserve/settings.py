@@ -1,0 +1,72 @@
+"""Every runtime setting of riskserve, read once from `RISKSERVE_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service settings. Each is documented here and in the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="RISKSERVE_", extra="ignore")
+
+    api_keys: str = Field("", repr=False)
+    """Comma-separated API keys, each plain or `sha256:<hex>` of the key. Never logged."""
+
+    api_keys_file: str | None = None
+    """File with one key per line (a mounted Kubernetes Secret); read in addition to api_keys."""
+
+    auth_disabled: bool = False
+    """Serve without keys. Only for local experiments: a warning is logged on every start."""
+
+    http_port: int = 3000
+    """Port of the HTTP API (passed to `bentoml serve --port` by the Makefile and the image)."""
+
+    grpc_port: int = 3001
+    """Port of the Open Inference Protocol gRPC server, shared by all workers."""
+
+    workers: int = 1
+    """BentoML worker processes for the service. More workers use more cores and memory."""
+
+    max_payload_bytes: int = 10 * 1024 * 1024
+    """Largest JSON request body accepted on /v1 and /v2 (413 above it)."""
+
+    max_rows: int = 10_000
+    """Largest number of rows in one JSON or gRPC request (413 above it)."""
+
+    csv_max_bytes: int = 512 * 1024 * 1024
+    """Largest CSV upload accepted by /v1/predict_csv (413 above it)."""
+
+    csv_max_rows: int = 5_000_000
+    """Largest number of data rows in one CSV upload (413 above it)."""
+
+    csv_chunk_rows: int = 50_000
+    """CSV rows scored per chunk: bounds memory while streaming large files."""
+
+    max_batch_size: int = 512
+    """Most rows one model call may combine from concurrent requests (adaptive batching)."""
+
+    max_batch_wait_ms: float = 0.0
+    """Extra time a batch waits for more requests. 0 (default): never wait; requests that queue
+    while the model is busy still share the next call, so batches grow with load anyway."""
+
+    max_concurrency: int = 256
+    """Requests in flight per worker before new ones get a fast 503 (BentoML traffic control)."""
+
+    request_timeout_s: float = 60.0
+    """Longest a request may run before BentoML answers 504; CSV uploads count too."""
+
+    extra_versions_cache: int = 4
+    """Non-production model versions kept loaded per worker when requested by version."""
+
+    log_level: str = "INFO"
+    """Log level of riskserve's own loggers."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, parsed once (tests call `get_settings.cache_clear()`)."""
+    return Settings()

@@ -1,0 +1,245 @@
+"""The BentoML model store: save and load model versions, and the production pointer.
+
+Each model version is a BentoML model whose folder holds the native model file, the encoder,
+the reference distributions and a manifest. Which version is "production" lives in a small JSON
+file beside the store (`$BENTOML_HOME/riskserve/production.json`) with an append-only history,
+because BentoML has no mutable stage label. A packed Bento carries only production versions and
+no pointer file, so there the newest (only) version of each model is production.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import bentoml
+
+from riskserve.adapters import load_adapter
+from riskserve.drift import Reference
+from riskserve.encoding import Encoder
+from riskserve.errors import ConfigurationError, ModelNotFound
+from riskserve.scoring import ScoringModel
+from riskserve.specs import ModelSpec, get_spec
+
+MANIFEST_FILE = "manifest.json"
+ENCODER_FILE = "encoder.json"
+REFERENCE_FILE = "reference.json"
+METRICS_FILE = "metrics.json"
+
+
+def bentoml_home() -> Path:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.bentoml_home.get())
+
+
+def _pointer_dir() -> Path:
+    return bentoml_home() / "riskserve"
+
+
+def _pointer_file() -> Path:
+    return _pointer_dir() / "production.json"
+
+
+def history_file() -> Path:
+    """Append-only JSON lines: who promoted what, when, and with which metrics."""
+    return _pointer_dir() / "promotions.jsonl"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False, cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def save_model(model: ScoringModel, metrics: dict[str, float], extra: dict[str, Any]) -> str:
+    """Save a fitted scoring model as a new version; returns the version string."""
+    spec = model.spec
+    labels = {
+        "task": spec.task,
+        "algorithm": spec.algorithm,
+        "family": spec.family,
+        "framework": model.adapter.framework,
+    }
+    metadata = {
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "primary_metric": spec.primary_metric,
+        "features": [f"{f.name}:{f.kind}" for f in spec.features],
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        **extra,
+    }
+    with bentoml.models.create(spec.name, labels=labels, metadata=metadata) as bm:
+        directory = Path(bm.path)
+        model_file = model.adapter.save(directory)  # type: ignore[attr-defined]
+        manifest = {
+            "name": spec.name,
+            "task": spec.task,
+            "algorithm": model.info.get("algorithm", spec.algorithm),
+            "framework": model.adapter.framework,
+            "model_file": model_file,
+            "classes": [c.item() if hasattr(c, "item") else c for c in model.classes],
+            "threshold": model.threshold,
+            "features": [{"name": f.name, "kind": f.kind} for f in spec.features],
+            "feature_matrix": model.encoder.output_names,
+        }
+        _write_json(directory / MANIFEST_FILE, manifest)
+        _write_json(directory / ENCODER_FILE, model.encoder.to_json())
+        _write_json(directory / METRICS_FILE, metadata["metrics"])
+        refs = {
+            "features": {k: r.to_json() for k, r in model.references.items()},
+            "prediction": model.prediction_reference.to_json()
+            if model.prediction_reference else None,
+        }
+        _write_json(directory / REFERENCE_FILE, refs)
+    return str(bm.tag.version)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True))
+
+
+def load_from_path(spec: ModelSpec, directory: Path, version: str,
+                   info: dict[str, Any] | None = None) -> ScoringModel:
+    """Rebuild a ScoringModel from a model folder (local store or a packed Bento)."""
+    manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    if manifest["name"] != spec.name:
+        raise ConfigurationError(f"{directory} holds '{manifest['name']}', not '{spec.name}'")
+    refs = json.loads((directory / REFERENCE_FILE).read_text())
+    return ScoringModel(
+        spec=spec,
+        encoder=Encoder.from_json(spec, json.loads((directory / ENCODER_FILE).read_text())),
+        adapter=load_adapter(manifest["framework"], directory, spec.task),
+        version=version,
+        classes=manifest["classes"],
+        threshold=float(manifest["threshold"]),
+        references={k: Reference.from_json(v) for k, v in refs["features"].items()},
+        prediction_reference=Reference.from_json(refs["prediction"]) if refs["prediction"]
+        else None,
+        info={"algorithm": manifest["algorithm"], "framework": manifest["framework"],
+              **(info or {})},
+    )
+
+
+def load_stored(stored: Any) -> ScoringModel:
+    """Load a `bentoml.Model` (what `BentoModel` resolves to inside the service)."""
+    spec = get_spec(stored.tag.name)
+    info = {
+        "metrics": dict(stored.info.metadata.get("metrics", {})),
+        "trained_at": stored.info.metadata.get("trained_at"),
+    }
+    return load_from_path(spec, Path(stored.path), str(stored.tag.version), info)
+
+
+def list_versions(name: str) -> list[Any]:
+    """Stored versions of a model, newest first."""
+    try:
+        models = [m for m in bentoml.models.list(name) if m.tag.name == name]
+    except bentoml.exceptions.NotFound:
+        return []
+    return sorted(models, key=lambda m: m.info.creation_time, reverse=True)
+
+
+def get_version(name: str, version: str) -> Any:
+    for m in list_versions(name):
+        if m.tag.version == version:
+            return m
+    raise ModelNotFound(name, [str(m.tag.version) for m in list_versions(name)], version)
+
+
+def load_model(name: str, version: str | None = None) -> ScoringModel:
+    """Load a stored version (production when `version` is None)."""
+    return load_stored(get_version(name, version or production_version(name)))
+
+
+def _read_pointer() -> dict[str, Any]:
+    path = _pointer_file()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def production_version(name: str) -> str:
+    """The version `bentoml build` packs and the service serves by default."""
+    versions = [str(m.tag.version) for m in list_versions(name)]
+    if not versions:
+        raise ConfigurationError(
+            f"no trained version of '{name}' in the model store at {bentoml_home()}; "
+            "run `make train` (or `python -m training all`) first"
+        )
+    pointed = _read_pointer().get(name, {}).get("version")
+    return pointed if pointed in versions else versions[0]
+
+
+def has_production(name: str) -> bool:
+    pointed = _read_pointer().get(name, {}).get("version")
+    return pointed is not None and pointed in {str(m.tag.version) for m in list_versions(name)}
+
+
+@dataclass
+class Promotion:
+    """Outcome of a promotion attempt, with both metrics so the CLI can print them."""
+
+    name: str
+    candidate: str
+    current: str | None
+    metric: str
+    candidate_value: float
+    current_value: float | None
+    promoted: bool
+    reason: str
+
+
+def _metric(name: str, version: str, metric: str) -> float:
+    value = get_version(name, version).info.metadata.get("metrics", {}).get(metric)
+    if value is None:
+        raise ConfigurationError(f"{name}:{version} has no '{metric}' metric to compare")
+    return float(value)
+
+
+def promote(name: str, version: str | None = None, force: bool = False) -> Promotion:
+    """Make `version` (default: newest) production if it beats the current one, or if forced."""
+    spec = get_spec(name)
+    versions = list_versions(name)
+    if not versions:
+        production_version(name)  # raises the "train first" error
+    candidate = version or str(versions[0].tag.version)
+    metric = spec.primary_metric
+    cand_value = _metric(name, candidate, metric)
+    current = production_version(name) if has_production(name) else None
+    cur_value = _metric(name, current, metric) if current else None
+    if current is None:
+        ok, reason = True, "first production version"
+    elif current == candidate:
+        ok, reason = False, "already the production version"
+    else:
+        better = cand_value > cur_value if spec.greater_is_better else cand_value < cur_value
+        ok = better or force
+        reason = "better held-out metric" if better else (
+            "forced" if force else "not better than production; use --force to override")
+    result = Promotion(name, candidate, current, metric, cand_value, cur_value, ok, reason)
+    if ok:
+        _record(result)
+    return result
+
+
+def _record(p: Promotion) -> None:
+    _pointer_dir().mkdir(parents=True, exist_ok=True)
+    pointer = _read_pointer()
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    pointer[p.name] = {"version": p.candidate, "promoted_at": now, p.metric: p.candidate_value}
+    tmp = _pointer_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps(pointer, indent=1, sort_keys=True))
+    os.replace(tmp, _pointer_file())  # atomic: a serving process never reads half a file
+    entry = {"at": now, "who": getpass.getuser(), "model": p.name, "old": p.current,
+             "new": p.candidate, "metric": p.metric, "old_value": p.current_value,
+             "new_value": p.candidate_value, "reason": p.reason}
+    with history_file().open("a") as fh:
+        fh.write(json.dumps(entry) + "\n")

@@ -1,0 +1,166 @@
+"""Validate inputs against the model contract and convert them to typed numpy columns.
+
+JSON rows, CSV chunks, Open Inference Protocol tensors and training data all end here, so a
+value is accepted or rejected the same way everywhere. Checks are vectorised per column; an
+error names the field, what was expected and the first offending rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskserve.encoding import category_codes
+from riskserve.errors import InvalidInput
+from riskserve.specs import Feature, ModelSpec
+
+_NUMBER_TYPES = frozenset({int, float})
+_MISSING = object()
+
+
+def _expected(f: Feature) -> str:
+    if f.is_category:
+        if f.categories:
+            return "one of " + ", ".join(repr(c) for c in f.categories)
+        return "a string"
+    kind = "an integer" if f.kind == "int" else "a number"
+    if f.min is not None and f.max is not None:
+        return f"{kind} in [{f.min:g}, {f.max:g}]"
+    return kind
+
+
+def _rows(mask: np.ndarray, offset: int) -> np.ndarray:
+    return np.flatnonzero(mask) + offset
+
+
+def check_numeric(spec: ModelSpec, f: Feature, x: np.ndarray, offset: int = 0) -> np.ndarray:
+    """Range, integrality and missing-value checks on a float64 column; returns it."""
+    missing = np.isnan(x)
+    if missing.any() and not spec.accepts_missing:
+        raise InvalidInput(f.name, _expected(f), _rows(missing, offset), problem="null value")
+    present = ~missing
+    bad = present & ~np.isfinite(x)
+    if f.min is not None:
+        bad |= present & (x < f.min)
+    if f.max is not None:
+        bad |= present & (x > f.max)
+    if f.kind == "int":
+        bad |= present & np.isfinite(x) & (x != np.floor(x))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InvalidInput(f.name, _expected(f), _rows(bad, offset), got=float(x[first]))
+    return x
+
+
+def check_category(spec: ModelSpec, f: Feature, values: np.ndarray, offset: int = 0) -> np.ndarray:
+    """Missing-value and closed-vocabulary checks on an object column of str/None."""
+    missing = pd.isna(pd.Series(values, dtype=object)).to_numpy()
+    if missing.any() and not spec.accepts_missing:
+        raise InvalidInput(f.name, _expected(f), _rows(missing, offset), problem="null value")
+    if f.categories:
+        codes = category_codes(values, list(f.categories))
+        bad = (codes < 0) & ~missing
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise InvalidInput(f.name, _expected(f), _rows(bad, offset), got=str(values[first]))
+    return values
+
+
+def _numeric_from_list(spec: ModelSpec, f: Feature, values: list[Any]) -> np.ndarray:
+    types = set(map(type, values))
+    if not types <= _NUMBER_TYPES | {type(None)}:
+        # bool is a subclass of int in Python but never a meaningful amount or age.
+        wrong = [i for i, v in enumerate(values) if type(v) not in _NUMBER_TYPES and v is not None]
+        raise InvalidInput(f.name, _expected(f), wrong, got=repr(values[wrong[0]])[:80])
+    x = np.array(values, dtype=np.float64)  # None becomes NaN here
+    return check_numeric(spec, f, x)
+
+
+def _category_from_list(spec: ModelSpec, f: Feature, values: list[Any]) -> np.ndarray:
+    types = set(map(type, values))
+    if not types <= {str, type(None)}:
+        wrong = [i for i, v in enumerate(values) if not isinstance(v, str) and v is not None]
+        raise InvalidInput(f.name, _expected(f), wrong, got=repr(values[wrong[0]])[:80])
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return check_category(spec, f, arr)
+
+
+def columns_from_records(spec: ModelSpec, records: Sequence[Mapping[str, Any]]
+                         ) -> dict[str, np.ndarray]:
+    """Validate JSON rows (`[{feature: value}]`) into typed columns.
+
+    Unknown fields are rejected rather than ignored: a misspelled feature must not silently
+    become a missing value.
+    """
+    if not records:
+        raise InvalidInput("inputs", "at least one row")
+    names = spec.feature_names
+    unknown = set().union(*records) - set(names)
+    if unknown:
+        field = sorted(unknown)[0]
+        raise InvalidInput(field, f"no such feature; {spec.name} takes {', '.join(names)}")
+    cols: dict[str, np.ndarray] = {}
+    for f in spec.features:
+        values = [r.get(f.name, _MISSING) for r in records]
+        absent = [i for i, v in enumerate(values) if v is _MISSING]
+        if absent:
+            raise InvalidInput(f.name, _expected(f), absent, problem="field is missing")
+        if f.is_category:
+            cols[f.name] = _category_from_list(spec, f, values)
+        else:
+            cols[f.name] = _numeric_from_list(spec, f, values)
+    return cols
+
+
+def columns_from_frame(spec: ModelSpec, frame: pd.DataFrame, offset: int = 0
+                       ) -> dict[str, np.ndarray]:
+    """Validate a DataFrame (a CSV chunk, training data) into typed columns.
+
+    `offset` is the index of the frame's first row in the whole file, so errors point at the
+    row a user can find in their CSV.
+    """
+    missing_cols = [n for n in spec.feature_names if n not in frame.columns]
+    if missing_cols:
+        raise InvalidInput(missing_cols[0], "a column of that name", problem="column is missing")
+    cols: dict[str, np.ndarray] = {}
+    for f in spec.features:
+        s = frame[f.name]
+        na = s.isna().to_numpy()
+        if f.is_category:
+            values = s.astype(str).to_numpy(dtype=object)
+            values[na] = None
+            cols[f.name] = check_category(spec, f, values, offset)
+        else:
+            x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+            unparsable = np.isnan(x) & ~na
+            if unparsable.any():
+                first = int(np.flatnonzero(unparsable)[0])
+                raise InvalidInput(f.name, _expected(f), _rows(unparsable, offset),
+                                   got=str(s.iloc[first])[:80])
+            cols[f.name] = check_numeric(spec, f, x, offset)
+    return cols
+
+
+def columns_from_arrays(spec: ModelSpec, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Validate already-typed columns (Open Inference Protocol tensors)."""
+    names = spec.feature_names
+    unknown = sorted(set(arrays) - set(names))
+    if unknown:
+        raise InvalidInput(unknown[0], f"no such input; {spec.name} takes {', '.join(names)}")
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) > 1:
+        raise InvalidInput("inputs", f"every input with the same length, got lengths {lengths}")
+    cols: dict[str, np.ndarray] = {}
+    for f in spec.features:
+        if f.name not in arrays:
+            raise InvalidInput(f.name, _expected(f), problem="input is missing")
+        a = arrays[f.name]
+        if f.is_category:
+            cols[f.name] = check_category(spec, f, np.asarray(a, dtype=object))
+        else:
+            cols[f.name] = check_numeric(spec, f, np.asarray(a, dtype=np.float64))
+    return cols
