@@ -1,0 +1,1 @@
+"""Observability as code for riskserve: Prometheus rules, Grafana dashboards and their generator."""
