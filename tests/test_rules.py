@@ -139,3 +139,12 @@ def test_unit_tests_use_real_model_and_feature_names() -> None:
 
 def test_helm_copy_is_byte_identical() -> None:
     assert HELM_RULES.read_bytes() == RULES.read_bytes(), "run grafana/generate.py"
+
+
+def test_local_prometheus_config_loads_the_rules() -> None:
+    """`make monitor`'s config: promtool accepts it and it points at the shipped rules."""
+    config = Path(__file__).resolve().parent.parent / "grafana" / "prometheus.yml"
+    proc = subprocess.run([require_binary("promtool"), "check", "config", str(config)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "38 rules found" in proc.stdout + proc.stderr
