@@ -37,6 +37,7 @@ async def guarded(rt: Runtime, model: str | None, work: Awaitable[Any]) -> Any:
     """Await a handler: count it in flight, render riskserve errors as JSON with their status,
     and hide anything unexpected behind a logged 500 that carries no stack trace."""
     rt.metrics.in_flight.inc()
+    rt.metrics.request(model, "http")
     try:
         return await work
     except RiskserveError as exc:

@@ -105,6 +105,9 @@ class Metrics:
         self.predictions_total = pc.Counter(
             "riskserve_predictions", "Rows scored, by model version and protocol.",
             ["model", "version", "protocol"])
+        self.requests_total = pc.Counter(
+            "riskserve_requests", "Prediction requests by model and protocol, failed or not.",
+            ["model", "protocol"])
         self.inference_seconds = pc.Histogram(
             "riskserve_inference_seconds", "Model compute time per model call (one batch).",
             ["model", "version"], buckets=INFERENCE_BUCKETS)
@@ -161,6 +164,9 @@ class Metrics:
 
     def predictions(self, model: ScoringModel, rows: int, protocol: str) -> None:
         self._series[(model.spec.name, model.version)].predictions[protocol].inc(rows)
+
+    def request(self, model: str | None, protocol: str) -> None:
+        self.requests_total.labels(model_label(model), protocol).inc()
 
     def error(self, model: str | None, reason: str) -> None:
         self.request_errors_total.labels(model_label(model), reason).inc()
