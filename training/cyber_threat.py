@@ -15,7 +15,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from riskserve.encoding import Encoder
 from riskserve.specs import CYBER_THREAT, ModelSpec
 from training.data import cyber_threat as data
-from training.sources import read_or_build
+from training.sources import read_or_build, to_contract
 
 SPECS = (CYBER_THREAT,)
 # The reference project's tuned alpha (its grid search over logspace(-3, 3)).
@@ -43,8 +43,7 @@ def load(path: Path | None, *, quick: bool, seed: int) -> tuple[pd.DataFrame, st
 
 def prepare(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Rename to the contract and drop rows with any missing value, like the reference does."""
-    frame = raw[[*COLUMNS, LABEL]].dropna().rename(columns=COLUMNS)
-    return frame[list(COLUMNS.values())], frame[LABEL].rename(CYBER_THREAT.label)
+    return to_contract(raw[[*COLUMNS, LABEL]].dropna(), COLUMNS, LABEL, CYBER_THREAT.label)
 
 
 def fit(spec: ModelSpec, x: np.ndarray, y: np.ndarray, encoder: Encoder, *, quick: bool,

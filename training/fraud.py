@@ -11,7 +11,7 @@ import pandas as pd
 from riskserve.encoding import Encoder
 from riskserve.specs import FRAUD, ModelSpec
 from training.data import fraud as data
-from training.sources import read_or_build
+from training.sources import read_or_build, to_contract
 
 SPECS = (FRAUD,)
 QUICK_ROWS = 40_000
@@ -39,8 +39,7 @@ def load(path: Path | None, *, quick: bool, seed: int) -> tuple[pd.DataFrame, st
 
 
 def prepare(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    frame = raw[list(COLUMNS)].rename(columns=COLUMNS)
-    return frame, raw[LABEL].rename(FRAUD.label)
+    return to_contract(raw, COLUMNS, LABEL, FRAUD.label)
 
 
 def fit(spec: ModelSpec, x: np.ndarray, y: np.ndarray, encoder: Encoder, *, quick: bool,

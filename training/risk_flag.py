@@ -11,7 +11,7 @@ import pandas as pd
 from riskserve.encoding import Encoder
 from riskserve.specs import RISK_FLAG, ModelSpec
 from training.data import risk_flag as data
-from training.sources import read_or_build
+from training.sources import read_or_build, to_contract
 
 SPECS = (RISK_FLAG,)
 QUICK_ROWS = 8_000
@@ -38,8 +38,7 @@ def load(path: Path | None, *, quick: bool, seed: int) -> tuple[pd.DataFrame, st
 
 
 def prepare(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    frame = raw[list(COLUMNS)].rename(columns=COLUMNS)
-    return frame, raw[LABEL].rename(RISK_FLAG.label)
+    return to_contract(raw, COLUMNS, LABEL, RISK_FLAG.label)
 
 
 def fit(spec: ModelSpec, x: np.ndarray, y: np.ndarray, encoder: Encoder, *, quick: bool,

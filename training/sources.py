@@ -24,3 +24,9 @@ def read_or_build(data: Path | None, columns: tuple[str, ...], build: Callable[[
         raise DataValidationError(f"{data}: not a readable CSV ({exc})") from None
     require_columns(raw, columns, str(data))
     return raw, f"csv:{data.name}"
+
+
+def to_contract(raw: pd.DataFrame, columns: dict[str, str], label: str, contract_label: str
+                ) -> tuple[pd.DataFrame, pd.Series]:
+    """Select the real columns, rename them to the contract's feature names, split the label."""
+    return raw[list(columns)].rename(columns=columns), raw[label].rename(contract_label)
