@@ -79,3 +79,8 @@ k8s-down:  ## tear down what k8s-up made
 
 clean:  ## remove reports and caches (keeps .venv and the model store)
 	rm -rf reports .pytest_cache .ruff_cache
+
+.PHONY: proto
+proto: setup  ## regenerate the committed gRPC stubs in riskserve/oip/_proto from the .proto
+	$(BIN)/python -m grpc_tools.protoc -Iriskserve/oip/_proto=riskserve/oip \
+	    --python_out=. --pyi_out=. --grpc_python_out=. riskserve/oip/grpc_predict_v2.proto

@@ -23,6 +23,8 @@ from riskserve.auth import APIKeyMiddleware, require_keys
 from riskserve.errors import ConfigurationError
 from riskserve.limits import BodyLimitMiddleware
 from riskserve.metrics import count_http_auth_failure
+from riskserve.oip import grpc_server
+from riskserve.oip.rest import V2RootAlias, v2_app
 from riskserve.routes import v1_app
 from riskserve.runtime import Runtime
 from riskserve.schemas import PredictResponse, SeedModel, Timing
@@ -31,6 +33,7 @@ from riskserve.specs import KEYSTROKE_BY_SEED_NAME, MODEL_NAMES
 
 settings = get_settings()
 models_v1 = v1_app()
+models_v2 = v2_app()
 
 
 def production(name: str) -> BentoModel:
@@ -47,13 +50,15 @@ def attribute(name: str) -> str:
 
 
 @bentoml.asgi_app(models_v1, path="/v1")
+@bentoml.asgi_app(models_v2, path="/v2")
 @bentoml.service(
     name="riskserve",
     workers=settings.workers,
     traffic={"timeout": settings.request_timeout_s, "max_concurrency": settings.max_concurrency},
 )
 class RiskServe:
-    """Scores every riskserve model over HTTP (/v1 JSON and CSV)."""
+    """Scores every riskserve model over HTTP (/v1 JSON and CSV, /v2 Open Inference Protocol)
+    and gRPC (Open Inference Protocol, started by each worker on the shared gRPC port)."""
 
     cyber_threat = production("cyber-threat")
     phishing = production("phishing")
@@ -75,6 +80,18 @@ class RiskServe:
         stored = {name: getattr(self, attribute(name)) for name in MODEL_NAMES}
         self.rt = Runtime.create(stored, settings)
         models_v1.state.runtime = self.rt
+        models_v2.state.runtime = self.rt
+        self.grpc: grpc_server.OIPServer | None = None
+
+    @bentoml.on_startup
+    async def start_grpc(self) -> None:
+        """Serve gRPC from this worker's event loop; every worker binds the same port."""
+        self.grpc = await grpc_server.serve(self.rt, settings.grpc_host, settings.grpc_port)
+
+    @bentoml.on_shutdown
+    async def stop_grpc(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop()
 
     @bentoml.api(route="/v1/predict")
     async def predict(self, model: str, inputs: list[dict[str, Any]],
@@ -98,6 +115,7 @@ class RiskServe:
         return await api.guarded(self.rt, KEYSTROKE_BY_SEED_NAME[Model], work)
 
 
+RiskServe.add_asgi_middleware(V2RootAlias)
 RiskServe.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes,
                               csv_max_bytes=settings.csv_max_bytes)
 RiskServe.add_asgi_middleware(APIKeyMiddleware, settings=settings,

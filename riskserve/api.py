@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from riskserve import validation
 from riskserve.errors import BadRequest, InvalidInput, PayloadTooLarge, RiskserveError
@@ -33,16 +33,18 @@ def error_response(exc: RiskserveError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status)
 
 
-async def guarded(rt: Runtime, model: str | None, work: Awaitable[Any]) -> Any:
-    """Await a handler: count it in flight, render riskserve errors as JSON with their status,
-    and hide anything unexpected behind a logged 500 that carries no stack trace."""
+async def guarded(rt: Runtime, model: str | None, work: Awaitable[Any],
+                  render: Callable[[RiskserveError], Response] = error_response) -> Any:
+    """Await an HTTP handler: count the request and it in flight, render riskserve errors with
+    `render` (JSON with their status), and hide anything unexpected behind a logged 500 that
+    carries no stack trace."""
     rt.metrics.in_flight.inc()
     rt.metrics.request(model, "http")
     try:
         return await work
     except RiskserveError as exc:
         rt.metrics.error(model, exc.reason)
-        return error_response(exc)
+        return render(exc)
     except Exception:
         logger.exception("unexpected error while serving model %r", model)
         rt.metrics.error(model, "internal")

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     grpc_port: int = 3001
     """Port of the Open Inference Protocol gRPC server, shared by all workers."""
 
+    grpc_host: str = "0.0.0.0"
+    """Address the gRPC server binds (`127.0.0.1` to accept local clients only)."""
+
     workers: int = 1
     """BentoML worker processes for the service. More workers use more cores and memory."""
 

@@ -57,10 +57,18 @@ class Served:
 
 def start(log: Path, env: Mapping[str, str], key: str = "test-key", workers: int = 1,
           timeout_s: float = 90.0, wait: bool = True) -> Served:
-    """Launch `bentoml serve service:RiskServe` on free ports and poll /readyz until ready."""
+    """Launch `bentoml serve service:RiskServe` on free ports and poll /readyz until ready.
+
+    Each server gets a BentoML home of its own that links to the shared model store: BentoML
+    empties `$BENTOML_HOME/prometheus_multiproc_dir` when it starts, so two servers on one home
+    would wipe each other's metrics.
+    """
     port, grpc_port = free_port(), free_port()
+    shared = Path(env.get("BENTOML_HOME", os.environ["BENTOML_HOME"]))
+    env = {**env, "BENTOML_HOME": str(private_home(log.parent / f"{log.stem}-home", shared))}
     full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "RISKSERVE_API_KEYS": key,
-                "RISKSERVE_GRPC_PORT": str(grpc_port), "RISKSERVE_WORKERS": str(workers),
+                "RISKSERVE_GRPC_PORT": str(grpc_port), "RISKSERVE_GRPC_HOST": "127.0.0.1",
+                "RISKSERVE_WORKERS": str(workers),
                 "PYTHONPATH": str(REPO), **env}
     fh = log.open("wb")
     proc = subprocess.Popen(
@@ -70,6 +78,17 @@ def start(log: Path, env: Mapping[str, str], key: str = "test-key", workers: int
     if wait:
         wait_ready(served, timeout_s)
     return served
+
+
+def private_home(home: Path, shared: Path) -> Path:
+    """A BentoML home whose model store and production pointers are the shared ones."""
+    home.mkdir(parents=True, exist_ok=True)
+    (shared / "riskserve").mkdir(parents=True, exist_ok=True)
+    (shared / "models").mkdir(parents=True, exist_ok=True)
+    for part in ("models", "riskserve"):
+        if not (home / part).exists():
+            (home / part).symlink_to(shared / part)
+    return home
 
 
 def wait_ready(served: Served, timeout_s: float) -> None:
