@@ -84,3 +84,24 @@ clean:  ## remove reports and caches (keeps .venv and the model store)
 proto: setup  ## regenerate the committed gRPC stubs in riskserve/oip/_proto from the .proto
 	$(BIN)/python -m grpc_tools.protoc -Iriskserve/oip/_proto=riskserve/oip \
 	    --python_out=. --pyi_out=. --grpc_python_out=. riskserve/oip/grpc_predict_v2.proto
+
+# ---- The container image without Docker or a registry: podman, buildah and debootstrap -------
+# k8s/image/README.md explains the build; everything runs on this machine, on loopback only.
+IMAGE_DEPS := podman buildah runc debootstrap
+.PHONY: image-deps image test-container
+
+image-deps:  ## Debian's podman, buildah, runc and debootstrap for `make image` (root; only if missing)
+	@missing=""; for pkg in $(IMAGE_DEPS); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  [ "$$(id -u)" -eq 0 ] || { echo "error: installing$$missing needs root: run 'sudo make image-deps'"; exit 1; }; \
+	  echo "installing Debian's$$missing for the podman image build"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+image: setup image-deps  ## build the image: debootstrap base + bentoml containerize --backend podman
+	k8s/image/build.sh
+
+test-container: image  ## run the image and the chart's pod under podman, on loopback (opt-in)
+	RISKSERVE_IMAGE="$$(cat .cache/image/image-ref)" $(BIN)/pytest -m container tests/test_container.py -v

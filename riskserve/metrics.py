@@ -147,9 +147,13 @@ class Metrics:
             "riskserve_feature_unseen_category", "Served categories unseen in training.",
             ["model", "version", "feature"])
         self._series: dict[tuple[str, str], _ModelSeries] = {}
-        for reason in ("missing", "invalid"):
-            for protocol in ("http", "grpc"):
+        # Series that exist from the start: increase() and rate() cannot see a counter's first
+        # value, so a counter born with the first request would hide that request.
+        for protocol in ("http", "grpc"):
+            for reason in ("missing", "invalid"):
                 self.auth_failures_total.labels(reason, protocol)
+            for name in SPECS:
+                self.requests_total.labels(name, protocol)
 
     def model_loaded(self, model: ScoringModel) -> None:
         """Export info and reference shares, and create every bin counter at 0."""

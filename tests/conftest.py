@@ -76,3 +76,17 @@ def served(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield proc
     finally:
         proc.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect `container` tests (real podman image and pod, minutes) from the default run.
+
+    They run when asked: `make test-container` (pytest -m container), any other -m expression,
+    or RISKSERVE_CONTAINER_TESTS=1 (e.g. `RISKSERVE_CONTAINER_TESTS=1 make test` in CI).
+    """
+    if config.option.markexpr or os.environ.get("RISKSERVE_CONTAINER_TESTS") == "1":
+        return
+    container = [item for item in items if item.get_closest_marker("container")]
+    if container:
+        config.hook.pytest_deselected(items=container)
+        items[:] = [item for item in items if not item.get_closest_marker("container")]
