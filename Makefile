@@ -105,3 +105,18 @@ image: setup image-deps  ## build the image: debootstrap base + bentoml containe
 
 test-container: image  ## run the image and the chart's pod under podman, on loopback (opt-in)
 	RISKSERVE_IMAGE="$$(cat .cache/image/image-ref)" $(BIN)/pytest -m container tests/test_container.py -v
+
+# ---- Benchmarks and fuzzing ------------------------------------------------------
+# `python -m benchmarks --help` lists the knobs; results land in
+# reports/bench/<timestamp>/ and the latest copy in benchmarks/RESULTS.md + results.png.
+.PHONY: bench fuzz profile
+
+bench: setup  ## riskserve vs the in-process limit, a seed-style FastAPI app and MLServer (<10 min)
+	$(BIN)/python -m benchmarks
+
+fuzz: setup  ## a long randomised schemathesis + property fuzz run (the default tests run a short one)
+	RISKSERVE_FUZZ_EXAMPLES=$${RISKSERVE_FUZZ_EXAMPLES:-300} RISKSERVE_FUZZ_SEED=random \
+	  $(BIN)/pytest tests/test_fuzz.py -q
+
+profile: setup  ## py-spy profile of one riskserve worker under the bench load (MODEL=, PROTOCOL=)
+	$(BIN)/python -m benchmarks.profile --model $${MODEL:-fraud} --protocol $${PROTOCOL:-v1}

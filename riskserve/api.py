@@ -74,8 +74,11 @@ def check_rows(rt: Runtime, rows: int) -> None:
 
 async def score(rt: Runtime, model: ScoringModel, columns: Mapping[str, np.ndarray], rows: int,
                 protocol: str) -> Prediction:
-    """Score validated columns through the model's batcher and count the rows served."""
-    pred = await rt.registry.predict(model, columns, rows)
+    """Score validated columns through the model's batcher and count the rows served.
+
+    gRPC batches only grow while a model call runs off the event loop (riskserve.batching).
+    """
+    pred = await rt.registry.predict(model, columns, rows, inline=protocol != "grpc")
     rt.metrics.predictions(model, rows, protocol)
     return pred
 
@@ -162,3 +165,56 @@ def _validate_file(model: ScoringModel, settings: Settings, path: Path) -> int:
     if rows == 0:
         raise InvalidInput("file", "at least one data row after the header")
     return rows
+
+
+def install_bentoml_fixes() -> bool:
+    """Patch three answers of BentoML 1.4's @bentoml.api handling (idempotent).
+
+    Found by fuzzing /docs.json with schemathesis (tests/test_fuzz.py):
+    - a malformed multipart upload made Starlette raise HTTPException(400) inside BentoML's
+      request parsing, which BentoML answered with a generic 500; it is now that 400, as JSON;
+    - BentoML rendered its own 4xx exceptions as a one-element JSON list, not an object;
+    - /docs.json declared only 200/400/404/500 with a string `detail`, so the service's real
+      401/413/422/429/504 answers and structured details violated its own schema
+      (see `schemas.complete_openapi`).
+    Runs when this module is imported, which service.py does before BentoML builds its app.
+    The timeout middleware fix lives in riskserve.limits.
+    """
+    try:
+        from _bentoml_impl.server.app import ServiceAppFactory
+        from bentoml.exceptions import BentoMLException
+    except ImportError:  # BentoML not installed (training-only environments)
+        return False
+    if getattr(ServiceAppFactory, "_riskserve_fixed", False):
+        return False
+    from starlette.exceptions import HTTPException
+
+    from riskserve.schemas import complete_openapi
+
+    original_endpoint = ServiceAppFactory.api_endpoint
+
+    async def api_endpoint(self: Any, name: str, request: Any) -> Any:
+        try:
+            return await original_endpoint(self, name, request)
+        except HTTPException as exc:  # e.g. "Invalid multipart data." from the form parser
+            return JSONResponse({"error": str(exc.detail), "detail": {"field": "body"}},
+                                status_code=exc.status_code)
+        except BentoMLException as exc:
+            if exc.error_code.value >= 500:
+                raise  # BentoML's own generic 500 (logged), as before
+            return JSONResponse({"error": str(exc)}, status_code=exc.error_code.value)
+
+    async def openapi_spec_view(self: Any, request: Any) -> Any:
+        try:
+            return JSONResponse(complete_openapi(self.service.openapi_spec.asdict()))
+        except Exception:
+            logger.exception("failed to generate the OpenAPI document")
+            return JSONResponse({"error": "Failed to generate OpenAPI spec"}, status_code=500)
+
+    ServiceAppFactory.api_endpoint = api_endpoint
+    ServiceAppFactory.openapi_spec_view = openapi_spec_view
+    ServiceAppFactory._riskserve_fixed = True
+    return True
+
+
+install_bentoml_fixes()

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from riskserve.encoding import category_codes
+from riskserve.encoding import category_codes, is_missing
 
 N_BINS = 10
 MAX_CATEGORIES = 20  # keeps the `bin` label bounded for open vocabularies like cities
@@ -47,7 +47,7 @@ class Reference:
             return np.where(np.isnan(x), -1, bins)
         codes = category_codes(values, list(self.categories))
         other = len(self.categories)  # last bin holds every category outside the top ones
-        missing = pd.isna(pd.Series(values, dtype=object)).to_numpy()
+        missing = is_missing(values)
         return np.where(missing, -1, np.where(codes < 0, other, codes))
 
     def counts(self, values: np.ndarray) -> np.ndarray:

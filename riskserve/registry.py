@@ -8,6 +8,7 @@ production versions, so there every other version is a 404 listing what exists.
 from __future__ import annotations
 
 import functools
+import gc
 import threading
 import time
 from collections import OrderedDict
@@ -41,6 +42,11 @@ class Registry:
         for model in production.values():
             if metrics:
                 metrics.model_loaded(model)
+        # Everything a worker has built by now (libraries, models, metric children) lives as
+        # long as the worker. Frozen, the cyclic GC stops rescanning those ~240k objects on
+        # every full collection: under load those collections paused a worker for 100-250 ms
+        # each, which was the p99 of every route.
+        gc.freeze()
 
     @property
     def names(self) -> list[str]:
@@ -87,8 +93,10 @@ class Registry:
             self._batchers[key] = b
         return b
 
-    async def predict(self, model: ScoringModel, columns: Columns, rows: int) -> Prediction:
-        return await self.batcher(model).submit(columns, rows)
+    async def predict(self, model: ScoringModel, columns: Columns, rows: int,
+                      inline: bool = True) -> Prediction:
+        """Score through the model's batcher (`inline`: see riskserve.batching)."""
+        return await self.batcher(model).submit(columns, rows, inline)
 
     def describe(self) -> list[dict[str, Any]]:
         """The model listing: what each model takes and how well its version scored."""

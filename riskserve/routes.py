@@ -27,9 +27,19 @@ async def get_model(request: Request) -> JSONResponse:
     return JSONResponse(entry)
 
 
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own 404/405 (e.g. a model name containing '/') as riskserve's JSON error."""
+    status = getattr(exc, "status_code", 404)
+    return JSONResponse({"error": f"no route {request.method} {request.url.path}",
+                         "detail": {"field": "path"}}, status_code=status)
+
+
 def v1_app() -> Starlette:
     """Mounted at /v1; `app.state.runtime` is set by the service when a worker starts."""
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/models", list_models, methods=["GET"]),
-        Route("/models/{name}", get_model, methods=["GET"]),
-    ])
+        # `path`: a name with '/' is still this route, so it gets the JSON 404 listing models.
+        Route("/models/{name:path}", get_model, methods=["GET"]),
+    ], exception_handlers={404: _http_error, 405: _http_error})
+    app.router.redirect_slashes = False  # a trailing slash is a 404, not a redirect
+    return app

@@ -57,10 +57,12 @@ class Settings(BaseSettings):
     while the model is busy still share the next call, so batches grow with load anyway."""
 
     max_concurrency: int = 256
-    """Requests in flight per worker before new ones get a fast 503 (BentoML traffic control)."""
+    """Requests in flight per worker before new ones are shed at once: HTTP 429 (BentoML's
+    traffic control), gRPC RESOURCE_EXHAUSTED. Bounds queueing, so overload answers fast."""
 
     request_timeout_s: float = 60.0
-    """Longest a request may run before BentoML answers 504; CSV uploads count too."""
+    """Longest a request may wait for its answer to start before BentoML answers 504 (a CSV
+    upload's validation counts; its streamed scoring, once started, does not)."""
 
     extra_versions_cache: int = 4
     """Non-production model versions kept loaded per worker when requested by version."""

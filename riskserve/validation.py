@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from riskserve.encoding import category_codes
+from riskserve.encoding import category_codes, is_missing
 from riskserve.errors import InvalidInput
 from riskserve.specs import Feature, ModelSpec
 
@@ -57,12 +57,11 @@ def check_numeric(spec: ModelSpec, f: Feature, x: np.ndarray, offset: int = 0) -
 
 def check_category(spec: ModelSpec, f: Feature, values: np.ndarray, offset: int = 0) -> np.ndarray:
     """Missing-value and closed-vocabulary checks on an object column of str/None."""
-    missing = pd.isna(pd.Series(values, dtype=object)).to_numpy()
+    missing = is_missing(values)
     if missing.any() and not spec.accepts_missing:
         raise InvalidInput(f.name, _expected(f), _rows(missing, offset), problem="null value")
     if f.categories:
-        codes = category_codes(values, list(f.categories))
-        bad = (codes < 0) & ~missing
+        bad = (category_codes(values, f.categories) < 0) & ~missing
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise InvalidInput(f.name, _expected(f), _rows(bad, offset), got=str(values[first]))

@@ -1,0 +1,157 @@
+"""Request bodies for every server and protocol, built from the same sample rows.
+
+Each single-row request carries one row of a pool of real-looking rows (the training data
+generator's), serialised once up front. riskserve gets the rows as its contract says (/v1
+JSON records, /v2 and gRPC one tensor per feature); the seed-style app gets the same record
+as its pydantic body; MLServer gets the row already encoded by riskserve's Encoder as one FP32
+tensor [1, F], because its runtimes take only the estimator's float matrix. That hands
+MLServer the encoding for free, which favours it, and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
+from riskserve.scoring import ScoringModel
+from riskserve.specs import SPECS
+from riskserve.validation import columns_from_records
+
+GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
+MLSERVER_INPUT = "input-0"
+
+
+def sample_frame(name: str, rows: int, seed: int = 3) -> pd.DataFrame:
+    """`rows` rows of the model's contract columns from its training data generator.
+
+    A seed other than training's (0) gives rows the model has not been fitted on.
+    """
+    from training.__main__ import family_of
+
+    family = family_of(name)
+    frame, _ = family.prepare(family.data.generate(rows, seed=seed))
+    return frame.reset_index(drop=True)
+
+
+def records(name: str, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON rows with the contract's types: ints as ints, categories as strings."""
+    out = json.loads(frame.to_json(orient="records"))
+    for f in SPECS[name].features:
+        for r in out:
+            if r[f.name] is None:
+                continue
+            if f.kind == "int":
+                r[f.name] = int(r[f.name])
+            elif f.is_category:
+                r[f.name] = str(r[f.name])
+    return out
+
+
+def v1_body(name: str, row: Mapping[str, Any]) -> bytes:
+    return json.dumps({"model": name, "inputs": [row]}).encode()
+
+
+def v2_body(name: str, row: Mapping[str, Any]) -> bytes:
+    """Open Inference Protocol JSON: one [1] tensor per feature, in the contract's datatype."""
+    inputs = [{"name": f.name, "datatype": f.datatype, "shape": [1], "data": [row[f.name]]}
+              for f in SPECS[name].features]
+    return json.dumps({"inputs": inputs}).encode()
+
+
+def grpc_request(name: str, row: Mapping[str, Any]) -> bytes:
+    """ModelInferRequest with typed contents, one tensor per feature."""
+    req = pb.ModelInferRequest(model_name=name)
+    for f in SPECS[name].features:
+        t = req.inputs.add(name=f.name, datatype=f.datatype, shape=[1])
+        value = row[f.name]
+        if f.datatype == "BYTES":
+            t.contents.bytes_contents.append(str(value).encode())
+        elif f.datatype == "INT64":
+            t.contents.int64_contents.append(int(value))
+        else:
+            t.contents.fp64_contents.append(float(value))
+    return req.SerializeToString()
+
+
+def seed_body(row: Mapping[str, Any]) -> bytes:
+    return json.dumps(dict(row)).encode()
+
+
+def encoded(model: ScoringModel, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """The float32 matrix riskserve's Encoder feeds the estimator (what MLServer receives)."""
+    return model.encoder.transform(columns_from_records(model.spec, rows))
+
+
+def mlserver_body(x: np.ndarray) -> bytes:
+    """One FP32 [N, F] tensor, MLServer's NumPy request codec's default input."""
+    return json.dumps({"inputs": [{"name": MLSERVER_INPUT, "datatype": "FP32",
+                                   "shape": list(x.shape),
+                                   "data": x.ravel().tolist()}]}).encode()
+
+
+def mlserver_grpc_request(name: str, x: np.ndarray) -> bytes:
+    req = pb.ModelInferRequest(model_name=name)
+    t = req.inputs.add(name=MLSERVER_INPUT, datatype="FP32", shape=list(x.shape))
+    t.contents.fp32_contents.extend(x.ravel().tolist())
+    return req.SerializeToString()
+
+
+@dataclass
+class Bodies:
+    """Pre-serialised single-row bodies for one model, one list per target."""
+
+    rows: list[dict[str, Any]]
+    v1: list[bytes]
+    v2: list[bytes]
+    grpc: list[bytes]
+    seed: list[bytes]
+    mlserver_rest: list[bytes]
+    mlserver_grpc: list[bytes]
+    expected: np.ndarray  # in-process P(positive) per row, to check every server's answer
+
+
+def bodies(model: ScoringModel, pool: int = 64) -> Bodies:
+    name = model.spec.name
+    rows = records(name, sample_frame(name, pool))
+    x = encoded(model, rows)
+    expected = model.predict(columns_from_records(model.spec, rows)).scores
+    assert expected is not None
+    return Bodies(
+        rows=rows,
+        v1=[v1_body(name, r) for r in rows],
+        v2=[v2_body(name, r) for r in rows],
+        grpc=[grpc_request(name, r) for r in rows],
+        seed=[seed_body(r) for r in rows],
+        mlserver_rest=[mlserver_body(x[i:i + 1]) for i in range(len(rows))],
+        mlserver_grpc=[mlserver_grpc_request(name, x[i:i + 1]) for i in range(len(rows))],
+        expected=np.asarray(expected, dtype=np.float64),
+    )
+
+
+def positive_probability(target: str, payload: bytes) -> float:
+    """P(positive) from one target's answer to a single-row request (for the sanity check)."""
+    if target in ("riskserve-grpc", "mlserver-grpc"):
+        resp = pb.ModelInferResponse.FromString(payload)
+        by_name = {o.name: (i, o) for i, o in enumerate(resp.outputs)}
+        name = "predict_proba" if "predict_proba" in by_name else "predict"
+        i, out = by_name[name]
+        if resp.raw_output_contents:
+            dtype = {"FP32": "<f4", "FP64": "<f8"}[out.datatype]
+            values = np.frombuffer(resp.raw_output_contents[i], dtype=dtype)
+        else:
+            values = np.asarray(out.contents.fp64_contents or out.contents.fp32_contents)
+        return float(values[-1])
+    doc = json.loads(payload)
+    if target == "riskserve-v1":
+        return float(doc["probabilities"][0][1])
+    if target == "seed":
+        return float(doc["probability"])
+    outputs = {o["name"]: o for o in doc["outputs"]}
+    out = outputs.get("predict_proba") or outputs["predict"]
+    return float(np.asarray(out["data"], dtype=np.float64).ravel()[-1])

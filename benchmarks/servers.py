@@ -1,0 +1,257 @@
+"""Start, wait for and stop the servers under test, all bound to 127.0.0.1 on free ports.
+
+- riskserve: the real `bentoml serve service:RiskServe` through tests/server.py.
+- seed: the seed-style FastAPI app (benchmarks/seed_app.py) under `uvicorn --workers N`, in its
+  own venv, loading a pickle of the same stored model version.
+- mlserver: MLServer 1.7 with its xgboost / lightgbm runtimes on the stored native model files
+  (model.ubj, model.txt), in its own venv, with `parallel_workers` = N.
+
+Peer venvs are built from the pinned lock files in benchmarks/ with `pip install --no-deps`
+and reused while the lock file's hash is unchanged. Readiness waits until every worker of a
+server has loaded its models (polled with a deadline), so no run measures a half-started server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from riskserve.scoring import ScoringModel
+from tests import server as rs_server
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CACHE = REPO / ".cache" / "bench"
+# Like riskserve's nthread=1: with N workers on N cores, one OpenMP thread per model call, so
+# no server oversubscribes the cores (XGBoost and LightGBM default to one thread per core).
+PEER_ENV = {"OMP_NUM_THREADS": "1"}
+LOCKS = {"fastapi": HERE / "requirements-fastapi.txt",
+         "mlserver": HERE / "requirements-mlserver.txt"}
+
+
+@dataclass
+class Stored:
+    """One production model version: loaded for riskserve's encoder, and its folder's files."""
+
+    model: ScoringModel
+    path: Path
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def ensure_venv(kind: str) -> Path:
+    """The peer's venv bin/ directory, (re)built when its lock file changed."""
+    lock = LOCKS[kind]
+    venv = CACHE / f"{kind}-venv"
+    stamp = venv / ".lock-sha256"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return venv / "bin"
+    log(f"building the {kind} peer venv from {lock.relative_to(REPO)} (once; ~30 s)")
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", "--no-deps", "-r", str(lock)],
+                   check=True, timeout=900)
+    stamp.write_text(digest)
+    return venv / "bin"
+
+
+@dataclass
+class Running:
+    """A started server: its process group, endpoints and log."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    http_url: str
+    grpc_target: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    stopper: Callable[[], None] | None = None
+
+    def rss_mb(self) -> float:
+        """Resident memory of the whole process tree (parent, workers, helpers), in MiB."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return float("nan")
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total / 2**20
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the whole process tree."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return float("nan")
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.stopper is not None:
+            self.stopper()
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+def _wait(running: Running, ready: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    """Poll `ready` with a deadline; fail with the log tail if the server dies or stalls."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not running.alive():
+            raise RuntimeError(f"{running.name} exited:\n{running.log_path.read_text()[-3000:]}")
+        try:
+            if ready():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)  # polling interval; readiness is what the loop checks
+    running.stop()
+    raise RuntimeError(f"{running.name} not ready after {timeout_s}s:\n"
+                       f"{running.log_path.read_text()[-3000:]}")
+
+
+def start_riskserve(workers: int, logs: Path, env: dict[str, str] | None = None,
+                    key: str = "bench-key") -> Running:
+    """`bentoml serve` on free ports; ready once every worker finished its startup hook."""
+    served = rs_server.start(logs / f"riskserve-w{workers}.log", env or {}, key=key,
+                             workers=workers)
+    running = Running("riskserve", served.proc, served.log, served.url,
+                      f"127.0.0.1:{served.grpc_port}", served.headers, served.stop)
+    # /readyz answers as soon as one worker is up; each worker logs its gRPC startup hook.
+    _wait(running, lambda: served.log_text().count(
+        "Completed async startup hook: start_grpc") >= workers)
+    return running
+
+
+def write_seed_pickle(models: dict[str, Stored], path: Path) -> None:
+    """What a seed project shipped: the estimator pickled, plus the encoder's tables."""
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    bundle: dict[str, Any] = {}
+    for name, stored in models.items():
+        m, model_dir = stored.model, stored.path
+        if m.adapter.framework == "xgboost":
+            est: Any = xgb.XGBClassifier()
+            est.load_model(str(model_dir / "model.ubj"))
+        else:
+            est = lgb.Booster(model_file=str(model_dir / "model.txt"))
+        bundle[name] = {
+            "model": est,
+            "features": list(m.spec.feature_names),
+            "vocabularies": m.encoder.vocabularies,
+            "target_maps": m.encoder.target_maps,
+            "target_priors": m.encoder.target_priors,
+        }
+    path.write_bytes(pickle.dumps(bundle))
+
+
+def start_seed(workers: int, pickle_path: Path, logs: Path) -> Running:
+    """uvicorn --workers N serving benchmarks/seed_app.py from the FastAPI venv."""
+    bin_dir = ensure_venv("fastapi")
+    port = rs_server.free_port()
+    ready_dir = CACHE / "seed-ready"
+    ready_dir.mkdir(parents=True, exist_ok=True)
+    for f in ready_dir.iterdir():
+        f.unlink()
+    log_path = logs / f"seed-w{workers}.log"
+    env = {**os.environ, **PEER_ENV, "BENCH_SEED_PICKLE": str(pickle_path),
+           "PYTHONPATH": str(REPO),
+           "BENCH_SEED_READY_DIR": str(ready_dir)}
+    proc = subprocess.Popen(
+        # benchmarks.seed_serve is `uvicorn` with TCP_NODELAY restored (see its docstring).
+        [str(bin_dir / "python"), "-m", "benchmarks.seed_serve", "benchmarks.seed_app:app",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        cwd=REPO, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    running = Running("seed", proc, log_path, f"http://127.0.0.1:{port}")
+
+    def ready() -> bool:
+        return (len(list(ready_dir.iterdir())) >= workers
+                and httpx.get(f"{running.http_url}/openapi.json", timeout=2).status_code == 200)
+
+    _wait(running, ready)
+    return running
+
+
+def write_mlserver_repo(models: dict[str, Stored], root: Path, workers: int,
+                        http_port: int, grpc_port: int, metrics_port: int) -> None:
+    """settings.json + one model-settings.json per model, pointing at the stored model files."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "settings.json").write_text(json.dumps({
+        "debug": False, "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port,
+        "metrics_port": metrics_port, "parallel_workers": workers,
+        "model_repository_root": str(root), "load_models_at_startup": True,
+        "metrics_dir": str(root / ".metrics"), "environments_dir": str(root / ".envs"),
+    }, indent=1))
+    for name, stored in models.items():
+        m, model_dir = stored.model, stored.path
+        if m.adapter.framework == "xgboost":
+            impl, uri = "mlserver_xgboost.XGBoostModel", model_dir / "model.ubj"
+        else:
+            impl, uri = "mlserver_lightgbm.LightGBMModel", model_dir / "model.txt"
+        folder = root / name
+        folder.mkdir(exist_ok=True)
+        (folder / "model-settings.json").write_text(json.dumps({
+            "name": name, "implementation": impl,
+            "parameters": {"uri": str(uri), "version": m.version},
+        }, indent=1))
+
+
+def start_mlserver(workers: int, models: dict[str, Stored], logs: Path) -> Running:
+    bin_dir = ensure_venv("mlserver")
+    http_port, grpc_port, metrics_port = (rs_server.free_port() for _ in range(3))
+    root = CACHE / "mlserver-repo"
+    write_mlserver_repo(models, root, workers, http_port, grpc_port, metrics_port)
+    log_path = logs / f"mlserver-w{workers}.log"
+    proc = subprocess.Popen([str(bin_dir / "mlserver"), "start", str(root)], cwd=root,
+                            env={**os.environ, **PEER_ENV, "PYTHONPATH": ""},
+                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    running = Running("mlserver", proc, log_path, f"http://127.0.0.1:{http_port}",
+                      f"127.0.0.1:{grpc_port}")
+
+    def ready() -> bool:
+        return all(httpx.get(f"{running.http_url}/v2/models/{n}/ready", timeout=2)
+                   .status_code == 200 for n in models)
+
+    _wait(running, ready)
+    return running
