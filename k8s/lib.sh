@@ -29,19 +29,8 @@ PROMETHEUS_LOCAL_PORT="${RISKSERVE_PROMETHEUS_LOCAL_PORT:-9090}"
 
 export BENTOML_DO_NOT_TRACK=true
 
-if [[ -t 2 ]]; then
-  log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-else
-  log() { printf '==> %s\n' "$*" >&2; }
-fi
-info() { printf '    %s\n' "$*" >&2; }
-warn() { printf 'warning: %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# need TOOL "one line on how to install it"
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2"
-}
+# shellcheck source=k8s/log.sh
+source "${K8S_DIR}/log.sh"
 
 # check_version TOOL WANTED ACTUAL: warn (not fail) when the installed version differs from the pin.
 check_version() {

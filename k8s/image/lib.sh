@@ -27,19 +27,8 @@ BUILD_CONF="${CACHE_DIR}/containers-build.conf"
 
 export BENTOML_DO_NOT_TRACK=true
 
-if [[ -t 2 ]]; then
-  log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-else
-  log() { printf '==> %s\n' "$*" >&2; }
-fi
-info() { printf '    %s\n' "$*" >&2; }
-warn() { printf 'warning: %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# need TOOL "what to do when it is missing"
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2"
-}
+# shellcheck source=k8s/log.sh
+source "${IMAGE_DIR}/../log.sh"
 
 need_root() {
   [[ "$(id -u)" -eq 0 ]] || die "$1 needs root (rootful podman and debootstrap): run it as root, e.g. sudo make image"
