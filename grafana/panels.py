@@ -7,7 +7,7 @@ description, the `$datasource` datasource, lettered targets and the same legend 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import (
@@ -97,6 +97,17 @@ def _lettered(targets: tuple[prometheus.Dataquery, ...]) -> list[prometheus.Data
     return [target.ref_id(chr(ord("A") + i)) for i, target in enumerate(targets)]
 
 
+P = TypeVar("P", timeseries.Panel, table.Panel, statushistory.Panel)
+
+
+def _framed(panel: P, title: str, description: str, targets: tuple[prometheus.Dataquery, ...],
+            width: int, height: int) -> P:
+    """What every panel has: title, the reader's description, $datasource, queries, size."""
+    assert description, f"panel {title!r} needs a description"
+    return (panel.title(title).description(description).datasource(DATASOURCE)
+            .targets(_lettered(targets)).span(width).height(height))
+
+
 def timeseries_panel(
     title: str,
     description: str,
@@ -106,16 +117,9 @@ def timeseries_panel(
     height: int = 8,
 ) -> timeseries.Panel:
     """A line chart with a table legend (mean, max, last) sorted by the last value."""
-    assert description, f"panel {title!r} needs a description"
     return (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .targets(_lettered(targets))
+        _framed(timeseries.Panel(), title, description, targets, width, height)
         .unit(unit)
-        .span(width)
-        .height(height)
         .line_width(1)
         .fill_opacity(10)
         .show_points(common.VisibilityMode.NEVER)
@@ -153,15 +157,8 @@ def table_panel(
     height: int = 10,
 ) -> table.Panel:
     """A table of instant queries, merged on their labels, value columns renamed by `rename`."""
-    assert description, f"panel {title!r} needs a description"
     panel = (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .targets(_lettered(targets))
-        .span(width)
-        .height(height)
+        _framed(table.Panel(), title, description, targets, width, height)
         .show_header(True)
         .cell_height(common.TableCellHeight.SM)
     )
@@ -196,15 +193,8 @@ def status_history_panel(
     height: int = 12,
 ) -> statushistory.Panel:
     """One row per series, each cell coloured by the thresholds (a heatmap of states)."""
-    assert description, f"panel {title!r} needs a description"
     return (
-        statushistory.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .targets(_lettered(targets))
-        .span(width)
-        .height(height)
+        _framed(statushistory.Panel(), title, description, targets, width, height)
         .show_value(common.VisibilityMode.NEVER)
         .color_scheme(dashboard.FieldColor().mode(FieldColorModeId.THRESHOLDS))
         .legend(common_builders.VizLegendOptions().show_legend(False))
