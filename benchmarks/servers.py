@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import time
@@ -84,36 +83,33 @@ class Running:
     headers: dict[str, str] = field(default_factory=dict)
     stopper: Callable[[], None] | None = None
 
-    def rss_mb(self) -> float:
-        """Resident memory of the whole process tree (parent, workers, helpers), in MiB."""
+    def _tree(self) -> list[psutil.Process]:
+        """The server and every process under it (workers, helpers); empty once it is gone."""
         try:
             root = psutil.Process(self.proc.pid)
-            procs = [root, *root.children(recursive=True)]
+            return [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
+            return []
+
+    def _sum(self, measure: Callable[[psutil.Process], float]) -> float:
+        tree = self._tree()
+        if not tree:
             return float("nan")
-        total = 0
-        for p in procs:
+        total = 0.0
+        for p in tree:
             try:
-                total += p.memory_info().rss
-            except psutil.NoSuchProcess:
+                total += measure(p)
+            except psutil.NoSuchProcess:  # a worker exited between listing and reading
                 continue
-        return total / 2**20
+        return total
+
+    def rss_mb(self) -> float:
+        """Resident memory of the whole process tree (parent, workers, helpers), in MiB."""
+        return self._sum(lambda p: p.memory_info().rss) / 2**20
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the whole process tree."""
-        try:
-            root = psutil.Process(self.proc.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return float("nan")
-        total = 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                continue
-        return total
+        return self._sum(lambda p: sum(p.cpu_times()[:2]))
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -122,13 +118,7 @@ class Running:
         if self.stopper is not None:
             self.stopper()
             return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        rs_server.stop_group(self.proc)
 
 
 def _wait(running: Running, ready: Callable[[], bool], timeout_s: float = 120.0) -> None:
