@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 export BENTOML_DO_NOT_TRACK := true
-export PYTHONPATH := $(CURDIR)
+
 DEV_KEY_FILE := .riskserve/dev-api-key
 
 .PHONY: help setup deps train train-missing run serve test lint models clean helm-tools helm-check k8s-up k8s-down monitor
@@ -14,10 +14,11 @@ DEV_KEY_FILE := .riskserve/dev-api-key
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install pinned requirements (idempotent)

@@ -18,18 +18,19 @@ import bentoml
 from bentoml.models import BentoModel
 from bentoml.validators import ContentType
 
-from riskserve import api, store
 from riskserve.auth import APIKeyMiddleware, require_keys
+from riskserve.core import store
+from riskserve.core.specs import KEYSTROKE_BY_SEED_NAME, MODEL_NAMES
 from riskserve.errors import ConfigurationError
 from riskserve.limits import BodyLimitMiddleware
 from riskserve.metrics import count_http_auth_failure
 from riskserve.oip import grpc_server
 from riskserve.oip.rest import V2RootAlias, v2_app
-from riskserve.routes import v1_app
 from riskserve.runtime import Runtime
-from riskserve.schemas import PredictResponse, SeedModel, Timing
 from riskserve.settings import get_settings
-from riskserve.specs import KEYSTROKE_BY_SEED_NAME, MODEL_NAMES
+from riskserve.v1 import handlers as api
+from riskserve.v1.app import v1_app
+from riskserve.v1.schemas import PredictResponse, SeedModel, Timing
 
 settings = get_settings()
 models_v1 = v1_app()

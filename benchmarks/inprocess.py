@@ -27,8 +27,8 @@ from benchmarks.load import Result
 
 def _loop(name: str, seconds: float, max_calls: int) -> dict[str, object]:
     from benchmarks.payloads import records, sample_frame
-    from riskserve import store
-    from riskserve.validation import columns_from_records
+    from riskserve.core import store
+    from riskserve.core.validation import columns_from_records
 
     model = store.load_model(name)
     rows = records(name, sample_frame(name, 64))
@@ -66,8 +66,8 @@ def single_row_limit(name: str, processes: int, seconds: float, max_calls: int) 
 
 def csv_limit(name: str, payload: bytes) -> tuple[float, int]:
     """Seconds for read + validate + score + write of a CSV in one process; rows written."""
-    from riskserve import store
-    from riskserve.validation import columns_from_frame
+    from riskserve.core import store
+    from riskserve.core.validation import columns_from_frame
 
     model = store.load_model(name)
     t0 = time.perf_counter()

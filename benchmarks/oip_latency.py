@@ -30,8 +30,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from riskserve.specs import SPECS
-from tests import server
+from riskserve.core.specs import SPECS
+from riskserve.devtools import server
 from tests.test_service_http import records, sample_frame
 
 

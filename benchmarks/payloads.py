@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskserve.core.scoring import ScoringModel
+from riskserve.core.specs import SPECS
+from riskserve.core.validation import columns_from_records
 from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
-from riskserve.scoring import ScoringModel
-from riskserve.specs import SPECS
-from riskserve.validation import columns_from_records
 
 GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
 MLSERVER_INPUT = "input-0"

@@ -79,7 +79,7 @@ def ensure_trained() -> None:
 
 
 def load_models(names: list[str]) -> dict[str, Stored]:
-    from riskserve import store
+    from riskserve.core import store
 
     out = {}
     for name in names:

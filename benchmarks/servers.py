@@ -1,6 +1,6 @@
 """Start, wait for and stop the servers under test, all bound to 127.0.0.1 on free ports.
 
-- riskserve: the real `bentoml serve service:RiskServe` through tests/server.py.
+- riskserve: the real `bentoml serve service:RiskServe` through riskserve/devtools/server.py.
 - seed: the seed-style FastAPI app (benchmarks/seed_app.py) under `uvicorn --workers N`, in its
   own venv, loading a pickle of the same stored model version.
 - mlserver: MLServer 1.7 with its xgboost / lightgbm runtimes on the stored native model files
@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import psutil
 
-from riskserve.scoring import ScoringModel
-from tests import server as rs_server
+from riskserve.core.scoring import ScoringModel
+from riskserve.devtools import server as rs_server
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -27,7 +27,7 @@ from grafana.panels import (
     to_json,
     with_threshold_lines,
 )
-from riskserve.specs import SPECS
+from riskserve.core.specs import SPECS
 
 UID = "riskserve-model-health"
 TITLE = "riskserve / Model health"

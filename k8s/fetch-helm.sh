@@ -5,7 +5,7 @@
 #
 # Usage: k8s/fetch-helm.sh            -> prints the path of the verified helm binary on stdout
 # Env:   RISKSERVE_TOOLS_DIR          cache directory (default: <repo>/.cache/tools)
-# Messages go to stderr; stdout carries only the path, for callers such as tests/helm_tools.py.
+# Messages go to stderr; stdout carries only the path, for callers such as riskserve/devtools/helm.py.
 set -euo pipefail
 
 HELM_VERSION="v3.18.0"

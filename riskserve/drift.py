@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from riskserve.encoding import category_codes, is_missing
+from riskserve.core.encoding import category_codes, is_missing
 
 N_BINS = 10
 MAX_CATEGORIES = 20  # keeps the `bin` label bounded for open vocabularies like cities

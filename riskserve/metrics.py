@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from riskserve.encoding import category_codes
-from riskserve.scoring import Prediction, ScoringModel
-from riskserve.specs import SPECS
+from riskserve.core.encoding import category_codes
+from riskserve.core.scoring import Prediction, ScoringModel
+from riskserve.core.specs import SPECS
 
 INFERENCE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                      0.25, 0.5, 1.0, 2.5, 5.0)

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from riskserve import store
+from riskserve.core import store
+from riskserve.core.registry import Registry
 from riskserve.metrics import Metrics, get_metrics
-from riskserve.registry import Registry
 from riskserve.settings import Settings
 
 

@@ -16,7 +16,7 @@ _HOME = Path(tempfile.mkdtemp(prefix="riskserve-test-bentoml-"))
 os.environ["BENTOML_HOME"] = str(_HOME)
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
-from riskserve.specs import MODEL_NAMES, SPECS  # noqa: E402
+from riskserve.core.specs import MODEL_NAMES, SPECS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 7
@@ -67,7 +67,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 @pytest.fixture(scope="session")
 def served(trained: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """One real `bentoml serve` of the session store, shared by the HTTP and gRPC tests."""
-    from tests import server
+    from riskserve.devtools import server
 
     log = tmp_path_factory.mktemp("serve") / "bentoml-serve.log"
     proc = server.start(log, {"RISKSERVE_MAX_PAYLOAD_BYTES": str(4 * 1024 * 1024),

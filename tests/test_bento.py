@@ -7,13 +7,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from riskserve import store
-from riskserve.specs import MODEL_NAMES
-from tests.server import BENTOML, REPO
+from riskserve.core import store
+from riskserve.core.specs import MODEL_NAMES
+from riskserve.devtools.server import BENTOML, REPO
 
 
 def test_build_packs_exactly_the_production_versions(trained: dict, bentoml_home: Path) -> None:
-    env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "BENTOML_HOME": str(bentoml_home)}
     build = subprocess.run([str(BENTOML), "build", "--output", "tag"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]

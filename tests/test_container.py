@@ -39,9 +39,9 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from riskserve.specs import SPECS
-from tests import helm_tools as ht
-from tests.server import REPO, free_port
+from riskserve.core.specs import SPECS
+from riskserve.devtools import helm as ht
+from riskserve.devtools.server import REPO, free_port
 
 IMAGE_DIR = REPO / "k8s" / "image"
 PODMAN = IMAGE_DIR / "podman.sh"

@@ -11,13 +11,13 @@ import pytest
 
 from riskserve import drift
 from riskserve.auth import KeyRing, presented_key, require_keys
-from riskserve.batching import MicroBatcher
-from riskserve.encoding import Encoder
+from riskserve.core.batching import MicroBatcher
+from riskserve.core.encoding import Encoder
+from riskserve.core.scoring import Prediction
+from riskserve.core.specs import CYBER_THREAT, FRAUD, RISK_FLAG, SPECS
+from riskserve.core.validation import columns_from_arrays, columns_from_frame, columns_from_records
 from riskserve.errors import ConfigurationError, InvalidInput
-from riskserve.scoring import Prediction
 from riskserve.settings import Settings
-from riskserve.specs import CYBER_THREAT, FRAUD, RISK_FLAG, SPECS
-from riskserve.validation import columns_from_arrays, columns_from_frame, columns_from_records
 
 
 # --- drift ---------------------------------------------------------------------------------

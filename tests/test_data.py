@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from riskserve.specs import CYBER_THREAT, KEYSTROKE_RF
+from riskserve.core.specs import CYBER_THREAT, KEYSTROKE_RF
 from training.data import cyber_threat, fraud, keystroke, phishing, risk_flag
 
 GENERATORS: dict[str, tuple[ModuleType, int]] = {

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from riskserve.specs import MODEL_NAMES, SPECS
+from riskserve.core.specs import MODEL_NAMES, SPECS
 
 EXAMPLES = int(os.environ.get("RISKSERVE_FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("RISKSERVE_FUZZ_SEED", "0")
@@ -258,7 +258,7 @@ def test_category_check_fast_path_agrees_with_pandas(values: list[str | None]) -
     accept and reject exactly what the pandas paths do (same field, rows and value)."""
     import numpy as np
 
-    from riskserve import encoding, validation
+    from riskserve.core import encoding, validation
     from riskserve.errors import InvalidInput
 
     spec = SPECS["risk-flag"]

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import helm_tools as ht
+from riskserve.devtools import helm as ht
 
 # The fetched helm is a linux/amd64 binary; elsewhere RISKSERVE_HELM must name a helm 3.
 _PLATFORM = (os.uname().sysname, os.uname().machine)
@@ -554,7 +554,7 @@ def test_schema_declares_every_values_key() -> None:
 def test_readme_values_table_is_current() -> None:
     readme = ht.README_FILE.read_text()
     assert ht.readme_with_table(readme, ht.values_table()) == readme, (
-        "regenerate: python tests/helm_tools.py readme --write"
+        "regenerate: python -m riskserve.devtools.helm readme --write"
     )
 
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from grafana import queries
-from riskserve.specs import SPECS
-from tests import server
+from riskserve.core.specs import SPECS
+from riskserve.devtools import server
 from tests.conftest import REPO, SEED
 from tests.conftest_prometheus import PrometheusServer, run_prometheus
 from tests.test_service_http import records

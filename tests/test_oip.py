@@ -34,9 +34,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from riskserve.specs import MODEL_NAMES, SPECS, Feature
-from riskserve.validation import columns_from_frame
-from tests import server
+from riskserve.core.specs import MODEL_NAMES, SPECS, Feature
+from riskserve.core.validation import columns_from_frame
+from riskserve.devtools import server
 from tests.test_service_http import GOOD, records
 from tests.test_service_http import sample_frame as _sample_frame
 from training import pipeline

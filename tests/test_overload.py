@@ -22,7 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests import server
+from riskserve.devtools import server
 
 MAX_CONCURRENCY = 4
 CLIENTS = 48  # 12x what one worker admits
@@ -101,7 +101,7 @@ async def grpc_flood(served: server.Served, n: int = FLOOD, clients: int = CLIEN
     # names in protobuf's default pool, and both cannot be imported in one process.
     from tritonclient.grpc import service_pb2 as pb
 
-    from riskserve.specs import SPECS
+    from riskserve.core.specs import SPECS
 
     request = pb.ModelInferRequest(model_name="fraud")
     for f in SPECS["fraud"].features:
@@ -254,8 +254,8 @@ def test_batcher_never_leaves_a_caller_hanging() -> None:
 
     import numpy as np
 
-    from riskserve.batching import INLINE_MAX_ROWS, MicroBatcher
-    from riskserve.scoring import Prediction
+    from riskserve.core.batching import INLINE_MAX_ROWS, MicroBatcher
+    from riskserve.core.scoring import Prediction
 
     threads: list[int] = []
     fail = {"on": True}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from riskserve.specs import SPECS
+from riskserve.core.specs import SPECS
 from tests.conftest_prometheus import require_binary
 
 REPO = Path(__file__).resolve().parent.parent

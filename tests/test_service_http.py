@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskserve.specs import MODEL_NAMES, SPECS
-from riskserve.validation import columns_from_frame
-from tests import server
+from riskserve.core.specs import MODEL_NAMES, SPECS
+from riskserve.core.validation import columns_from_frame
+from riskserve.devtools import server
 from training import pipeline
 from training.__main__ import family_of
 

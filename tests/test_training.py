@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskserve import store
+from riskserve.core import store
+from riskserve.core.specs import FRAUD, MODEL_NAMES, SPECS
 from riskserve.errors import DataValidationError
-from riskserve.specs import FRAUD, MODEL_NAMES, SPECS
 from tests.conftest import REPO
 from training import pipeline
 from training.__main__ import family_of
@@ -22,7 +22,7 @@ from training.__main__ import family_of
 def _sample_columns(name: str, n: int = 64) -> dict[str, np.ndarray]:
     family = family_of(name)
     prepared = pipeline.prepare(family, None, True, 3)
-    from riskserve.validation import columns_from_frame
+    from riskserve.core.validation import columns_from_frame
 
     return columns_from_frame(SPECS[name], prepared.frame.head(n))
 

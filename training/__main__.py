@@ -22,8 +22,8 @@ from click.exceptions import ClickException
 from rich.console import Console
 from rich.table import Table
 
+from riskserve.core.specs import MODEL_NAMES, SPECS
 from riskserve.errors import RiskserveError
-from riskserve.specs import MODEL_NAMES, SPECS
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 # Wide enough for the results table when output goes to a file or CI log.
@@ -74,7 +74,7 @@ def train(
         raise RiskserveError(f"unknown model(s) {', '.join(unknown)}; "
                              f"known: {', '.join(MODEL_NAMES)} or 'all'")
     if missing_only:
-        from riskserve import store
+        from riskserve.core import store
 
         wanted = [n for n in wanted if not store.list_versions(n)]
         if not wanted:
@@ -117,7 +117,7 @@ def promote(
     force: Annotated[bool, typer.Option(help="Promote even if not better.")] = False,
 ) -> None:
     """Make a version production only if its held-out metric beats production's."""
-    from riskserve import store
+    from riskserve.core import store
 
     result = store.promote(name, version, force)
     cur = "none" if result.current_value is None else f"{result.current_value:.4f}"
@@ -134,7 +134,7 @@ def promote(
 @list_app.command("list")
 def list_models() -> None:
     """Every stored version with its primary metric; production versions are marked."""
-    from riskserve import store
+    from riskserve.core import store
 
     table = Table("model", "version", "metric", "trained_at", "production")
     for name, spec in SPECS.items():

@@ -12,8 +12,8 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from riskserve.encoding import Encoder
-from riskserve.specs import CYBER_THREAT, ModelSpec
+from riskserve.core.encoding import Encoder
+from riskserve.core.specs import CYBER_THREAT, ModelSpec
 from training.data import cyber_threat as data
 from training.sources import read_or_build, to_contract
 

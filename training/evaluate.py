@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
-from riskserve.scoring import Prediction
-from riskserve.specs import ModelSpec
+from riskserve.core.scoring import Prediction
+from riskserve.core.specs import ModelSpec
 
 
 def evaluate(spec: ModelSpec, y_true: np.ndarray, pred: Prediction) -> dict[str, float]:

@@ -13,8 +13,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from riskserve.encoding import Encoder
-from riskserve.specs import KEYSTROKE_RF, KEYSTROKE_SVM, KEYSTROKE_XGB, ModelSpec
+from riskserve.core.encoding import Encoder
+from riskserve.core.specs import KEYSTROKE_RF, KEYSTROKE_SVM, KEYSTROKE_XGB, ModelSpec
 from training.data import keystroke as data
 from training.sources import read_or_build
 

@@ -11,8 +11,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from riskserve.encoding import Encoder
-from riskserve.specs import PHISHING, ModelSpec
+from riskserve.core.encoding import Encoder
+from riskserve.core.specs import PHISHING, ModelSpec
 from training.data import phishing as data
 from training.sources import read_or_build
 

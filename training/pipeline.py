@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, train_test_split
 
-from riskserve import drift, store
-from riskserve.adapters import adapter_for
-from riskserve.encoding import Encoder
-from riskserve.scoring import ScoringModel
-from riskserve.specs import ModelSpec
+from riskserve import drift
+from riskserve.core import store
+from riskserve.core.adapters import adapter_for
+from riskserve.core.encoding import Encoder
+from riskserve.core.scoring import ScoringModel
+from riskserve.core.specs import ModelSpec
 from training import evaluate, validate
 
 TEST_SIZE = 0.25

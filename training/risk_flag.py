@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from riskserve.encoding import Encoder
-from riskserve.specs import RISK_FLAG, ModelSpec
+from riskserve.core.encoding import Encoder
+from riskserve.core.specs import RISK_FLAG, ModelSpec
 from training.data import risk_flag as data
 from training.sources import read_or_build, to_contract
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from riskserve.core.specs import ModelSpec
+from riskserve.core.validation import columns_from_frame
 from riskserve.errors import DataValidationError, InvalidInput
-from riskserve.specs import ModelSpec
-from riskserve.validation import columns_from_frame
 
 MIN_ROWS = 50
 MIN_CLASS_ROWS = 2  # a stratified split needs at least two rows of every class

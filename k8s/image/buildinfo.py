@@ -243,9 +243,9 @@ def included_files(config: dict[str, Any], root: Path = REPO_ROOT) -> list[Path]
 def production_tags() -> list[str]:
     """`name:version` of the production version of every model (what the Bento packs)."""
     sys.path.insert(0, str(REPO_ROOT))
-    from riskserve import store
+    from riskserve.core import store
+    from riskserve.core.specs import MODEL_NAMES
     from riskserve.errors import ConfigurationError
-    from riskserve.specs import MODEL_NAMES
 
     try:
         return [f"{name}:{store.production_version(name)}" for name in MODEL_NAMES]

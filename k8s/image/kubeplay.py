@@ -33,7 +33,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests import helm_tools as ht  # noqa: E402  (the pinned helm and the chart's paths)
+from riskserve.devtools import helm as ht  # noqa: E402  (the pinned helm and the chart's paths)
 
 PODMAN = REPO_ROOT / "k8s" / "image" / "podman.sh"
 PLAY_DIR = REPO_ROOT / ".cache" / "image" / "kube-play"

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from riskserve import validation
+from riskserve.core import validation
+from riskserve.core.scoring import Prediction, ScoringModel
+from riskserve.core.specs import Feature, ModelSpec
 from riskserve.errors import InvalidInput
-from riskserve.scoring import Prediction, ScoringModel
-from riskserve.specs import Feature, ModelSpec
 
 SERVER_NAME = "riskserve"
 # Triton's binary tensor data extension: what tritonclient.http uses by default.
@@ -332,7 +332,7 @@ def available_versions(model: ScoringModel) -> list[str]:
 
     Reads the model store, so callers run it in a thread.
     """
-    from riskserve import store
+    from riskserve.core import store
 
     stored = [str(m.tag.version) for m in store.list_versions(model.spec.name)]
     return [model.version, *(v for v in stored if v != model.version)]

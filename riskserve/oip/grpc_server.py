@@ -19,14 +19,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from riskserve import api, auth
+from riskserve import auth
+from riskserve.core.scoring import ScoringModel
 from riskserve.errors import ConfigurationError, InvalidInput, RiskserveError
 from riskserve.oip import codec
 from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
 from riskserve.oip._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from riskserve.oip.codec import Tensor
 from riskserve.runtime import Runtime
-from riskserve.scoring import ScoringModel
+from riskserve.v1 import handlers as api
 
 logger = logging.getLogger("riskserve.oip.grpc")
 

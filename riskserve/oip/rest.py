@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from riskserve import api
 from riskserve.errors import BadRequest, RiskserveError
 from riskserve.oip import codec
 from riskserve.oip.codec import Tensor
 from riskserve.runtime import Runtime
+from riskserve.v1 import handlers as api
 
 logger = logging.getLogger("riskserve.oip.rest")
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from riskserve.specs import KEYSTROKE_RF
+from riskserve.core.specs import KEYSTROKE_RF
 
 N_KEYS = 13
 N_USERS = 110

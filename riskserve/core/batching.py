@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from riskserve.encoding import Columns
-from riskserve.scoring import Prediction
+from riskserve.core.encoding import Columns
+from riskserve.core.scoring import Prediction
 
 
 @dataclass

@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from riskserve.api import error_response
 from riskserve.errors import RiskserveError
+from riskserve.v1.handlers import error_response
 
 
 async def list_models(request: Request) -> JSONResponse:

@@ -14,12 +14,12 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from riskserve import store
-from riskserve.batching import MicroBatcher
-from riskserve.encoding import Columns
+from riskserve.core import store
+from riskserve.core.batching import MicroBatcher
+from riskserve.core.encoding import Columns
+from riskserve.core.scoring import Prediction, ScoringModel
+from riskserve.core.specs import MODEL_NAMES
 from riskserve.errors import ModelNotFound
-from riskserve.scoring import Prediction, ScoringModel
-from riskserve.specs import MODEL_NAMES
 
 if TYPE_CHECKING:
     from riskserve.metrics import Metrics
@@ -95,7 +95,7 @@ class Registry:
 
     async def predict(self, model: ScoringModel, columns: Columns, rows: int,
                       inline: bool = True) -> Prediction:
-        """Score through the model's batcher (`inline`: see riskserve.batching)."""
+        """Score through the model's batcher (`inline`: see riskserve.core.batching)."""
         return await self.batcher(model).submit(columns, rows, inline)
 
     def describe(self) -> list[dict[str, Any]]:

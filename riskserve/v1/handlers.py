@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from riskserve import validation
+from riskserve.core import validation
+from riskserve.core.scoring import Prediction, ScoringModel
+from riskserve.core.specs import KEYSTROKE_BY_SEED_NAME
 from riskserve.errors import BadRequest, InvalidInput, PayloadTooLarge, RiskserveError
 from riskserve.runtime import Runtime
-from riskserve.schemas import PredictResponse
-from riskserve.scoring import Prediction, ScoringModel
 from riskserve.settings import Settings
-from riskserve.specs import KEYSTROKE_BY_SEED_NAME
+from riskserve.v1.schemas import PredictResponse
 
-logger = logging.getLogger("riskserve.api")
+logger = logging.getLogger("riskserve.v1.handlers")
 
 
 def error_response(exc: RiskserveError) -> JSONResponse:
@@ -76,7 +76,7 @@ async def score(rt: Runtime, model: ScoringModel, columns: Mapping[str, np.ndarr
                 protocol: str) -> Prediction:
     """Score validated columns through the model's batcher and count the rows served.
 
-    gRPC batches only grow while a model call runs off the event loop (riskserve.batching).
+    gRPC batches only grow while a model call runs off the event loop (riskserve.core.batching).
     """
     pred = await rt.registry.predict(model, columns, rows, inline=protocol != "grpc")
     rt.metrics.predictions(model, rows, protocol)
@@ -189,7 +189,7 @@ def install_bentoml_fixes() -> bool:
         return False
     from starlette.exceptions import HTTPException
 
-    from riskserve.schemas import complete_openapi
+    from riskserve.v1.schemas import complete_openapi
 
     original_endpoint = ServiceAppFactory.api_endpoint
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BENTOML = Path(sys.executable).parent / "bentoml"
 
 
@@ -74,7 +74,7 @@ def start(log: Path, env: Mapping[str, str], key: str = "test-key", workers: int
     full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "RISKSERVE_API_KEYS": key,
                 "RISKSERVE_GRPC_PORT": str(grpc_port), "RISKSERVE_GRPC_HOST": "127.0.0.1",
                 "RISKSERVE_WORKERS": str(workers),
-                "PYTHONPATH": str(REPO), **env}
+                **env}
     fh = log.open("wb")
     proc = subprocess.Popen(
         [str(BENTOML), "serve", "service:RiskServe", "--host", "127.0.0.1", "--port", str(port)],

@@ -20,12 +20,12 @@ from typing import Any
 
 import bentoml
 
-from riskserve.adapters import load_adapter
+from riskserve.core.adapters import load_adapter
+from riskserve.core.encoding import Encoder
+from riskserve.core.scoring import ScoringModel
+from riskserve.core.specs import ModelSpec, get_spec
 from riskserve.drift import Reference
-from riskserve.encoding import Encoder
 from riskserve.errors import ConfigurationError, ModelNotFound
-from riskserve.scoring import ScoringModel
-from riskserve.specs import ModelSpec, get_spec
 
 MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.json"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from riskserve.specs import ModelSpec
+from riskserve.core.specs import ModelSpec
 
 Columns = Mapping[str, np.ndarray]
 

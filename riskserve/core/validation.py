@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from riskserve.encoding import category_codes, is_missing
+from riskserve.core.encoding import category_codes, is_missing
+from riskserve.core.specs import Feature, ModelSpec
 from riskserve.errors import InvalidInput
-from riskserve.specs import Feature, ModelSpec
 
 _NUMBER_TYPES = frozenset({int, float})
 _MISSING = object()

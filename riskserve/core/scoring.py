@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from riskserve.adapters import Adapter
+from riskserve.core.adapters import Adapter
+from riskserve.core.encoding import Columns, Encoder
+from riskserve.core.specs import ModelSpec
 from riskserve.drift import Reference
-from riskserve.encoding import Columns, Encoder
-from riskserve.specs import ModelSpec
 
 
 @dataclass

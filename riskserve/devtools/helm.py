@@ -1,7 +1,8 @@
 """Offline checks of the riskserve Helm chart: pinned helm, rendering, schema and drift checks.
 
-Used by tests/test_helm.py; also a small CLI (`python tests/helm_tools.py --help`) for the README
-values table and for checking the chart by hand.
+Used by tests/test_helm.py and k8s/image; also a small CLI
+(`python -m riskserve.devtools.helm --help`) for the README values table and for checking the
+chart by hand.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import jsonschema
 import referencing
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "helm" / "riskserve"
 CI_DIR = CHART_DIR / "ci"
 VALUES_FILE = CHART_DIR / "values.yaml"
@@ -572,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         README_FILE.write_text(wanted)
         return 0
     if current != wanted:
-        print("README values table is stale: python tests/helm_tools.py readme --write")
+        print("README values table is stale: python -m riskserve.devtools.helm readme --write")
         return 1
     return 0
 
