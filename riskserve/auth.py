@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,29 @@ OPEN_PATHS = frozenset({
     "/docs.json", "/schema.json", "/", "/favicon.ico",
 })
 OPEN_PREFIXES = ("/static_content/", "/assets/")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key's name (never the key) and the models it may use.
+
+    `models` None means every model (a key without `models=`, or auth disabled). The data plane
+    asks `may_use` before any model work; listings show `allowed(...)` only.
+    """
+
+    name: str
+    models: frozenset[str] | None = None
+    rate: float | None = None  # requests per second per worker (token bucket), None: unlimited
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+    def allowed(self, names: Iterable[str]) -> list[str]:
+        return [n for n in names if self.may_use(n)]
+
+
+# The caller when auth is disabled (RISKSERVE_AUTH_DISABLED=true): may use everything.
+ANONYMOUS = Caller("anonymous")
 
 
 def digest(key: str) -> bytes:

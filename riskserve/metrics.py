@@ -11,7 +11,7 @@ pods and any window (see grafana/rules/riskserve.rules.yaml).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,8 +23,14 @@ from riskserve.core.specs import SPECS
 INFERENCE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                      0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
-ERROR_REASONS = ("invalid_input", "not_found", "payload_too_large", "bad_request",
-                 "overloaded", "internal")
+# Absolute errors of regression feedback (cyber-threat infection rates are ~1e-3..5e-2).
+ABS_ERROR_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+# |candidate score - production score| per shadowed row (probabilities or regression values).
+DELTA_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+# The `key` label when no key name is known (missing or invalid key, auth disabled).
+UNKNOWN_KEY = "unknown"
 
 
 def model_label(name: str | None) -> str:
@@ -106,8 +112,8 @@ class Metrics:
             "riskserve_predictions", "Rows scored, by model version and protocol.",
             ["model", "version", "protocol"])
         self.requests_total = pc.Counter(
-            "riskserve_requests", "Prediction requests by model and protocol, failed or not.",
-            ["model", "protocol"])
+            "riskserve_requests", "Prediction requests by model, protocol and calling key's "
+            "name, failed or not.", ["model", "protocol", "key"])
         self.inference_seconds = pc.Histogram(
             "riskserve_inference_seconds", "Model compute time per model call (one batch).",
             ["model", "version"], buckets=INFERENCE_BUCKETS)
@@ -118,8 +124,42 @@ class Metrics:
             "riskserve_request_errors", "Failed requests by model and reason.",
             ["model", "reason"])
         self.auth_failures_total = pc.Counter(
-            "riskserve_auth_failures", "Rejected credentials by reason (missing/invalid).",
-            ["reason", "protocol"])
+            "riskserve_auth_failures", "Rejected calls by reason (missing / invalid key, "
+            "forbidden model) and the key's name where known.", ["reason", "protocol", "key"])
+        self.rate_limited_total = pc.Counter(
+            "riskserve_rate_limited", "Calls refused because the key was over its rate.",
+            ["key"])
+        self.explain_seconds = pc.Histogram(
+            "riskserve_explain_seconds", "Explanation compute time per model call (one batch).",
+            ["model", "version"], buckets=INFERENCE_BUCKETS)
+        # Binary models fill predicted/actual, multiclass ones `outcome` (correct/wrong); the
+        # other labels stay empty, which Prometheus drops, so each family has its own label set.
+        self.feedback_total = pc.Counter(
+            "riskserve_feedback", "Ground-truth outcomes received for served predictions.",
+            ["model", "version", "predicted", "actual", "outcome"])
+        self.feedback_abs_error = pc.Histogram(
+            "riskserve_feedback_abs_error", "|actual - predicted| of regression feedback.",
+            ["model", "version"], buckets=ABS_ERROR_BUCKETS)
+        self.feedback_squared_error = pc.Counter(
+            "riskserve_feedback_squared_error", "Sum of (actual - predicted)^2 of regression "
+            "feedback (RMSE = sqrt(rate of this / rate of the abs-error count)).",
+            ["model", "version"])
+        self.heldout_metric = pc.Gauge(
+            "riskserve_model_heldout_metric", "The held-out metrics stored with each loaded "
+            "model version.", ["model", "version", "metric"], multiprocess_mode="livemax")
+        self.shadow_rows_total = pc.Counter(
+            "riskserve_shadow_rows", "Production rows also scored by the shadow candidate.",
+            ["model", "candidate"])
+        self.shadow_disagreements_total = pc.Counter(
+            "riskserve_shadow_disagreements", "Shadowed rows where the candidate's answer "
+            "differs (another class; regression: beyond the documented tolerance).",
+            ["model", "candidate"])
+        self.shadow_score_delta = pc.Histogram(
+            "riskserve_shadow_score_delta", "|candidate score - production score| per "
+            "shadowed row.", ["model", "candidate"], buckets=DELTA_BUCKETS)
+        self.shadow_dropped_total = pc.Counter(
+            "riskserve_shadow_dropped", "Rows not shadowed because the model was busy.",
+            ["model", "candidate"])
         self.model_info = pc.Gauge(
             "riskserve_model_info", "1 for each loaded model version.",
             ["model", "version", "algorithm"], multiprocess_mode="livemax")
@@ -151,9 +191,7 @@ class Metrics:
         # value, so a counter born with the first request would hide that request.
         for protocol in ("http", "grpc"):
             for reason in ("missing", "invalid"):
-                self.auth_failures_total.labels(reason, protocol)
-            for name in SPECS:
-                self.requests_total.labels(name, protocol)
+                self.auth_failures_total.labels(reason, protocol, UNKNOWN_KEY)
 
     def model_loaded(self, model: ScoringModel) -> None:
         """Export info and reference shares, and create every bin counter at 0."""
@@ -169,14 +207,25 @@ class Metrics:
     def predictions(self, model: ScoringModel, rows: int, protocol: str) -> None:
         self._series[(model.spec.name, model.version)].predictions[protocol].inc(rows)
 
-    def request(self, model: str | None, protocol: str) -> None:
-        self.requests_total.labels(model_label(model), protocol).inc()
+    def known_keys(self, names: Iterable[str]) -> None:
+        """Create every key's request series at 0 (called when the keys file is (re)loaded), so
+        rate() sees a key's first request."""
+        for key in names:
+            for protocol in ("http", "grpc"):
+                for name in SPECS:
+                    self.requests_total.labels(name, protocol, key)
+
+    def request(self, model: str | None, protocol: str, key: str = UNKNOWN_KEY) -> None:
+        self.requests_total.labels(model_label(model), protocol, key).inc()
+
+    def rate_limited(self, key: str) -> None:
+        self.rate_limited_total.labels(key).inc()
 
     def error(self, model: str | None, reason: str) -> None:
         self.request_errors_total.labels(model_label(model), reason).inc()
 
-    def auth_failure(self, reason: str, protocol: str) -> None:
-        self.auth_failures_total.labels(reason, protocol).inc()
+    def auth_failure(self, reason: str, protocol: str, key: str = UNKNOWN_KEY) -> None:
+        self.auth_failures_total.labels(reason, protocol, key).inc()
 
 
 @functools.cache

@@ -68,7 +68,23 @@ class Settings(BaseSettings):
     """Non-production model versions kept loaded per worker when requested by version."""
 
     log_level: str = "INFO"
-    """Log level of riskserve's own loggers."""
+    """Log level of riskserve's own loggers (`riskserve.*`): DEBUG, INFO, WARNING or ERROR."""
+
+    keys_reload_s: float = 2.0
+    """How often each worker checks RISKSERVE_API_KEYS_FILE for changes (a rotated Secret is
+    picked up within this interval plus kubelet's sync delay)."""
+
+    model_max_concurrency: int = 64
+    """Requests in flight per model per worker before that model's excess is shed (HTTP 429,
+    gRPC RESOURCE_EXHAUSTED); neighbours keep their own budget."""
+
+    model_max_concurrency_overrides: str = ""
+    """Per-model exceptions to model_max_concurrency, `name=n` comma-separated, for example
+    `keystroke-rf=8,fraud=256`."""
+
+    shadow_rate: float = 1.0
+    """Share of production rows (0..1) also scored by the model's shadow candidate, after the
+    answer went out; dropped when the model is busy."""
 
 
 @lru_cache(maxsize=1)
