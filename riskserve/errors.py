@@ -6,6 +6,7 @@ gets one clear line naming what was wrong and what was expected, never a traceba
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -65,9 +66,17 @@ class InvalidInput(RiskserveError):
         if len(rows):
             detail["rows"] = [int(r) for r in rows[:20]]
         if got is not None:
-            detail["got"] = got
+            detail["got"] = _json_safe(got)
         super().__init__(msg, detail)
         self.field = field
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats (1e999 parsed as inf, NaN) cannot be rendered as strict JSON: say them
+    as text instead of failing the error answer itself."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
 
 
 class BadRequest(RiskserveError):
@@ -83,16 +92,46 @@ class PayloadTooLarge(RiskserveError):
 
 
 class Unauthorized(RiskserveError):
+    """No key or an unknown key (answered before any body parsing or model work)."""
+
     status = 401
     grpc_code = "UNAUTHENTICATED"
     reason = "unauthenticated"
 
 
-class Overloaded(RiskserveError):
-    """Shed load fast instead of queueing without bound; the client should retry later."""
+class Forbidden(RiskserveError):
+    """A valid key outside its scope: names the key (never the key itself) and what it may use."""
 
-    status = 503
-    grpc_code = "UNAVAILABLE"
+    status = 403
+    grpc_code = "PERMISSION_DENIED"
+    reason = "forbidden"
+
+    def __init__(self, key_name: str, model: str, allowed: Sequence[str]) -> None:
+        allowed = list(allowed)
+        super().__init__(f"key '{key_name}' may not use model '{model}'; it may use: "
+                         f"{', '.join(allowed) or 'no model'}",
+                         {"field": "model", "key": key_name, "allowed": allowed})
+
+
+class RateLimited(RiskserveError):
+    """A key over its request rate; `retry_after_s` becomes the Retry-After header."""
+
+    status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+    reason = "rate_limited"
+
+    def __init__(self, key_name: str, rate: float, retry_after_s: float) -> None:
+        super().__init__(f"key '{key_name}' is over its rate of {rate:g} requests/s per worker; "
+                         f"retry after {retry_after_s:.2f} s",
+                         {"key": key_name, "rate": rate, "retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
+
+
+class Overloaded(RiskserveError):
+    """One model's in-flight limit is reached: only that model's excess is shed, fast."""
+
+    status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
     reason = "overloaded"
 
 
