@@ -6,6 +6,7 @@ numbers in the model's metrics come from exactly the code that answers requests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,23 @@ class ScoringModel:
     references: dict[str, Reference] = field(default_factory=dict)
     prediction_reference: Reference | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # Loads the native adapter on first use when `adapter` is a compiled one (explanations need
+    # the framework's own booster or estimator; serving does not, so it is not loaded eagerly).
+    native_loader: Callable[[], Adapter] | None = field(default=None, repr=False)
+    _native: Adapter | None = field(default=None, init=False, repr=False)
+
+    def native_adapter(self) -> Adapter:
+        """The framework's own adapter (XGBoost/LightGBM booster, scikit-learn estimator).
+
+        Tree SHAP and coefficient explanations need the native object even when requests are
+        served by a compiled artifact; it is loaded lazily from the version folder because most
+        workers never explain and the native forest costs memory.
+        """
+        if self.native_loader is None:
+            return self.adapter
+        if self._native is None:
+            self._native = self.native_loader()
+        return self._native
 
     def predict(self, columns: Columns) -> Prediction:
         """Score validated columns in one vectorised call."""

@@ -126,7 +126,7 @@ def load_from_path(spec: ModelSpec, directory: Path, version: str,
         prediction_reference=Reference.from_json(refs["prediction"]) if refs["prediction"]
         else None,
         info={"algorithm": manifest["algorithm"], "framework": manifest["framework"],
-              **(info or {})},
+              "runtime": manifest.get("runtime", manifest["framework"]), **(info or {})},
     )
 
 
