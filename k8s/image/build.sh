@@ -179,15 +179,15 @@ ensure_base() {
 
 train_missing() {
   log "Training models missing from the store (${BENTOML_HOME:-~/bentoml})"
-  (cd "${REPO_ROOT}" && PYTHONPATH="${REPO_ROOT}" "${VENV_BIN}/python" -m training all --missing-only) \
+  (cd "${REPO_ROOT}" && "${VENV_BIN}/python" -m training all --missing-only) \
     || die "training failed: run 'make train' and read its one-line error"
 }
 
 build_bento() {
   "${VENV_BIN}/python" "${IMAGE_DIR}/buildinfo.py" bentofile --base-image "${BASE_IMAGE}" \
     --out "${BENTOFILE}"
-  VERSION="$(cd "${REPO_ROOT}" && PYTHONPATH="${REPO_ROOT}" "${VENV_BIN}/python" \
-    "${IMAGE_DIR}/buildinfo.py" fingerprint --bentofile "${BENTOFILE}" --uv-config "${INDEX_DIR}/uv.toml")" \
+  VERSION="$(cd "${REPO_ROOT}" && "${VENV_BIN}/python" "${IMAGE_DIR}/buildinfo.py" \
+    fingerprint --bentofile "${BENTOFILE}" --uv-config "${INDEX_DIR}/uv.toml")" \
     || die "could not fingerprint the build inputs (see the message above)"
   BENTO_TAG="riskserve:${VERSION}"
   log "Bento ${BENTO_TAG}"
@@ -200,8 +200,8 @@ build_bento() {
   fi
   # The lock (`uv pip compile` inside bentoml build) uses the same index settings as the image.
   local out
-  out="$(cd "${REPO_ROOT}" && UV_CONFIG_FILE="${INDEX_DIR}/uv.toml" PYTHONPATH="${REPO_ROOT}" \
-    "${VENV_BIN}/bentoml" build -f "${BENTOFILE}" --version "${VERSION}" --output tag "${REPO_ROOT}")" \
+  out="$(cd "${REPO_ROOT}" && UV_CONFIG_FILE="${INDEX_DIR}/uv.toml" "${VENV_BIN}/bentoml" build \
+    -f "${BENTOFILE}" --version "${VERSION}" --output tag "${REPO_ROOT}")" \
     || die "bentoml build failed: run it by hand for details: .venv/bin/bentoml build -f ${BENTOFILE} --version ${VERSION}"
   [[ "${out}" == *"__tag__:${BENTO_TAG}"* ]] || die "bentoml build did not report ${BENTO_TAG}: ${out}"
 }

@@ -242,7 +242,6 @@ def included_files(config: dict[str, Any], root: Path = REPO_ROOT) -> list[Path]
 
 def production_tags() -> list[str]:
     """`name:version` of the production version of every model (what the Bento packs)."""
-    sys.path.insert(0, str(REPO_ROOT))
     from riskserve.core import store
     from riskserve.core.specs import MODEL_NAMES
     from riskserve.errors import ConfigurationError

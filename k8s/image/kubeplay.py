@@ -5,8 +5,8 @@ host network and loopback only: the chart's pod spec, really running, without a 
     .venv/bin/python k8s/image/kubeplay.py down    # remove the pod, its secret and volumes
     .venv/bin/python k8s/image/kubeplay.py render  # print the adapted YAML (no key in it)
 
-The chart is rendered by the pinned helm (tests/helm_tools.py) with ordinary values: the local
-image, one replica, an API key, the ports, and `args: [--host=127.0.0.1]`. Then only what
+The chart is rendered by the pinned helm (riskserve/devtools/helm.py) with ordinary values: the
+local image, one replica, an API key, the ports, and `args: [--host=127.0.0.1]`. Then only what
 `podman kube play` (Debian's podman 4.3) cannot do the Kubernetes way is changed; `adapt()`
 returns one note per change, saying what and why.
 """
@@ -30,10 +30,9 @@ from typing import Any
 import httpx
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
+from riskserve.devtools import helm as ht  # the pinned helm and the chart's paths
 
-from riskserve.devtools import helm as ht  # noqa: E402  (the pinned helm and the chart's paths)
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PODMAN = REPO_ROOT / "k8s" / "image" / "podman.sh"
 PLAY_DIR = REPO_ROOT / ".cache" / "image" / "kube-play"
