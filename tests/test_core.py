@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import io
+import json
+import math
+import types
 
 import numpy as np
 import pandas as pd
@@ -15,8 +20,15 @@ from riskserve.core.batching import MicroBatcher
 from riskserve.core.encoding import Encoder
 from riskserve.core.scoring import Prediction
 from riskserve.core.specs import CYBER_THREAT, FRAUD, RISK_FLAG, SPECS
-from riskserve.core.validation import columns_from_arrays, columns_from_frame, columns_from_records
+from riskserve.core.validation import (
+    CSV_READ_OPTIONS,
+    columns_from_arrays,
+    columns_from_frame,
+    columns_from_records,
+)
 from riskserve.errors import ConfigurationError, InvalidInput
+from riskserve.oip import codec
+from riskserve.oip.codec import Tensor
 from riskserve.settings import Settings
 
 
@@ -95,12 +107,80 @@ def test_missing_field_and_null_policy() -> None:
     del row["amount"]
     with pytest.raises(InvalidInput, match="field is missing"):
         columns_from_records(FRAUD, [row])
-    # Tree models accept null (NaN); the Ridge model does not.
-    assert np.isnan(columns_from_records(FRAUD, [{**GOOD_FRAUD, "amount": None}])["amount"][0])
+    # Nullability is per feature: a fraud amount may not be hidden as a null.
+    with pytest.raises(InvalidInput, match="null value") as err:
+        columns_from_records(FRAUD, [GOOD_FRAUD, {**GOOD_FRAUD, "amount": None}])
+    assert err.value.field == "amount" and err.value.detail["rows"] == [1]
+    assert "not nullable" in err.value.message
     cyber = {"country": "France", "spam": 0.1, "ransomware": 0.0, "exploit": 0.0,
              "malicious_mail": 0.0, "network_attack": 0.0, "web_threat": None}
     with pytest.raises(InvalidInput, match="null value"):
         columns_from_records(CYBER_THREAT, [cyber])
+
+
+NULLABLE_FRAUD = dataclasses.replace(FRAUD, features=tuple(
+    dataclasses.replace(f, nullable=f.name in ("step", "type")) for f in FRAUD.features))
+
+
+def test_a_nullable_feature_takes_null_but_never_nan() -> None:
+    cols = columns_from_records(NULLABLE_FRAUD, [{**GOOD_FRAUD, "step": None, "type": None}])
+    assert np.isnan(cols["step"][0]) and cols["type"][0] is None
+    assert NULLABLE_FRAUD.accepts_missing and not FRAUD.accepts_missing
+    with pytest.raises(InvalidInput, match="not a finite number") as err:
+        columns_from_records(NULLABLE_FRAUD, [{**GOOD_FRAUD, "step": math.nan}])
+    assert err.value.field == "step"
+    with pytest.raises(InvalidInput, match="null value"):  # the neighbour stays strict
+        columns_from_records(NULLABLE_FRAUD, [{**GOOD_FRAUD, "amount": None}])
+
+
+NON_FINITE = [math.inf, -math.inf, math.nan, float("1e999")]
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=repr)
+def test_non_finite_json_numbers_are_refused(value: float) -> None:
+    """What BentoML hands over for `1e999`, `Infinity`, `-Infinity` and `NaN` tokens."""
+    rows = [GOOD_FRAUD, GOOD_FRAUD, {**GOOD_FRAUD, "amount": value}]
+    with pytest.raises(InvalidInput) as err:
+        columns_from_records(FRAUD, rows)
+    assert err.value.field == "amount" and err.value.detail["rows"] == [2]
+    assert err.value.detail["problem"] == "not a finite number"
+    json.dumps(err.value.to_dict(), allow_nan=False)  # renderable as strict JSON: no 500
+
+
+def test_integer_beyond_float64_is_refused_not_an_overflow() -> None:
+    with pytest.raises(InvalidInput, match="number too large") as err:
+        columns_from_records(FRAUD, [{**GOOD_FRAUD, "step": 10**400}])
+    assert err.value.field == "step"
+    json.dumps(err.value.to_dict(), allow_nan=False)
+
+
+def read_csv(text: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), skipinitialspace=True, **CSV_READ_OPTIONS)
+
+
+CSV_HEADER = ",".join(FRAUD.feature_names)
+
+
+@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity", "nan", "NaN", "1e999", "-nan"])
+def test_non_finite_csv_cells_are_refused(cell: str) -> None:
+    csv = f"{CSV_HEADER}\n1,TRANSFER,181,181,0,0,0\n2,TRANSFER,{cell},181,0,0,0\n"
+    with pytest.raises(InvalidInput) as err:
+        columns_from_frame(FRAUD, read_csv(csv), offset=10)
+    assert err.value.field == "amount" and err.value.detail["rows"] == [11]
+    assert err.value.detail["problem"] == "not a finite number"
+    json.dumps(err.value.to_dict(), allow_nan=False)
+
+
+def test_only_a_blank_csv_cell_is_missing() -> None:
+    frame = read_csv(f"{CSV_HEADER}\n1,TRANSFER,,181,0,0,0\n")
+    with pytest.raises(InvalidInput, match="null value"):
+        columns_from_frame(FRAUD, frame)
+    frame = read_csv(f"{CSV_HEADER}\n,NULL,181,181,0,0,0\n")
+    with pytest.raises(InvalidInput) as err:  # "NULL" is a word, not a missing value
+        columns_from_frame(NULLABLE_FRAUD, frame)
+    assert err.value.field == "type" and err.value.detail["got"] == "NULL"
+    ok = columns_from_frame(NULLABLE_FRAUD, read_csv(f"{CSV_HEADER}\n,,181,181,0,0,0\n"))
+    assert np.isnan(ok["step"][0]) and ok["type"][0] is None
 
 
 def test_frame_validation_reports_file_rows() -> None:
@@ -194,3 +274,72 @@ def test_spec_names_are_unique_and_features_ordered() -> None:
     assert len(SPECS) == 7
     for spec in SPECS.values():
         assert len(set(spec.feature_names)) == len(spec.feature_names)
+
+
+# --- Open Inference Protocol codec: the same strict numbers on every protocol ---------------
+def fraud_tensors(amount: Tensor, rows: int) -> list[Tensor]:
+    """Valid columnar fraud tensors (JSON data) with `amount` replaced."""
+    out = [amount]
+    for f in FRAUD.features:
+        if f.name != "amount":
+            value = GOOD_FRAUD[f.name]
+            out.append(Tensor(f.name, f.datatype, (rows,), [value] * rows))
+    return out
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_v2_json_non_finite_tokens_are_refused(token: str) -> None:
+    data = json.loads(f"[181.0, {token}]")  # what rest.py's json.loads hands the codec
+    tensors = fraud_tensors(Tensor("amount", "FP64", (2,), data), 2)
+    with pytest.raises(InvalidInput) as err:
+        codec.to_columns(FRAUD, tensors, codec.check_tensors(FRAUD, tensors))
+    assert err.value.field == "amount" and err.value.detail["rows"] == [1]
+    assert err.value.detail["problem"] == "not a finite number"
+
+
+def test_v2_json_null_is_missing_only_where_nullable() -> None:
+    tensors = fraud_tensors(Tensor("amount", "FP64", (2,), [None, 181.0]), 2)
+    with pytest.raises(InvalidInput, match="null value"):
+        codec.to_columns(FRAUD, tensors, 2)
+    step = Tensor("step", "INT64", (2,), [None, 3])
+    tensors = [step, *(t for t in fraud_tensors(Tensor("amount", "FP64", (2,), [1.0, 2.0]), 2)
+                       if t.name != "step")]
+    cols = codec.to_columns(NULLABLE_FRAUD, tensors, 2)
+    assert np.isnan(cols["step"][0]) and cols["step"][1] == 3
+    # A NaN beside a null in the same array is still a NaN, not a second null.
+    tensors[0] = Tensor("step", "FP64", (2,), [None, math.nan])
+    with pytest.raises(InvalidInput, match="not a finite number"):
+        codec.to_columns(NULLABLE_FRAUD, tensors, 2)
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=repr)
+@pytest.mark.parametrize("raw", [False, True], ids=["contents", "raw"])
+def test_grpc_non_finite_contents_and_raw_bytes_are_refused(datatype: str, value: float,
+                                                            raw: bool) -> None:
+    values = np.array([181.0, value, 1.0], dtype=codec.NUMPY_DTYPES[datatype])
+    data = values.tobytes() if raw else values.tolist()  # typed contents: a float sequence
+    amount = Tensor("amount", datatype, (3,), data if raw else tuple(data), raw=raw)
+    tensors = fraud_tensors(amount, 3)
+    with pytest.raises(InvalidInput) as err:
+        codec.to_columns(FRAUD, tensors, codec.check_tensors(FRAUD, tensors))
+    assert err.value.field == "amount" and err.value.detail["rows"] == [1]
+    json.dumps(err.value.to_dict(), allow_nan=False)
+
+
+def test_v2_json_integer_beyond_float64_is_refused() -> None:
+    tensors = fraud_tensors(Tensor("amount", "INT64", (1,), [10**400]), 1)
+    with pytest.raises(InvalidInput, match="number too large"):
+        codec.to_columns(FRAUD, tensors, 1)
+
+
+def test_metadata_shows_nullability_per_input() -> None:
+    # The attributes model_metadata reads of a ScoringModel.
+    model = types.SimpleNamespace(spec=NULLABLE_FRAUD, classes=[0, 1],
+                                  info={"framework": "xgboost"})
+    meta = codec.model_metadata(model, ["v1"], parameters=True)
+    assert {t["name"]: t["parameters"]["nullable"] for t in meta["inputs"]} == {
+        f.name: f.name in ("step", "type") for f in FRAUD.features}
+    # The gRPC TensorMetadata message has only name, datatype and shape.
+    plain = codec.model_metadata(model, ["v1"])
+    assert all(set(t) == {"name", "datatype", "shape"} for t in plain["inputs"])

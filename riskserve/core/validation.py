@@ -3,10 +3,16 @@
 JSON rows, CSV chunks, Open Inference Protocol tensors and training data all end here, so a
 value is accepted or rejected the same way everywhere. Checks are vectorised per column; an
 error names the field, what was expected and the first offending rows.
+
+Numbers are strict: a missing value is only ever an explicit null (JSON `null`, a blank CSV
+cell) on a nullable feature. A non-finite number (`1e999` parses as inf, Python's json takes
+`NaN`/`Infinity` tokens, CSV cells `inf`/`nan`) is rejected, never read as a missing value,
+since NaN is how numpy spells "missing" to the models and a caller could otherwise hide a value.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +25,10 @@ from riskserve.errors import InvalidInput
 
 _NUMBER_TYPES = frozenset({int, float})
 _MISSING = object()
+NON_FINITE = "not a finite number"
+# How a CSV is read for validation: only a blank cell is missing. pandas' default NA strings
+# ("nan", "NaN", "NULL", "None", "n/a"...) would silently turn those words into missing values.
+CSV_READ_OPTIONS: dict[str, Any] = {"keep_default_na": False, "na_values": [""]}
 
 
 def _expected(f: Feature) -> str:
@@ -36,19 +46,48 @@ def _rows(mask: np.ndarray, offset: int) -> np.ndarray:
     return np.flatnonzero(mask) + offset
 
 
-def check_numeric(spec: ModelSpec, f: Feature, x: np.ndarray, offset: int = 0) -> np.ndarray:
-    """Range, integrality and missing-value checks on a float64 column; returns it."""
-    missing = np.isnan(x)
-    if missing.any() and not spec.accepts_missing:
-        raise InvalidInput(f.name, _expected(f), _rows(missing, offset), problem="null value")
-    present = ~missing
-    bad = present & ~np.isfinite(x)
+def _reject_nulls(f: Feature, nulls: np.ndarray, offset: int) -> None:
+    if not f.nullable and nulls.any():
+        raise InvalidInput(f.name, f"{_expected(f)} (this feature is not nullable)",
+                           _rows(nulls, offset), problem="null value")
+
+
+def check_finite(f: Feature, x: np.ndarray, nulls: np.ndarray | None = None,
+                 offset: int = 0) -> None:
+    """Reject inf/-inf/NaN in a float column, except where `nulls` marks an explicit null.
+
+    Also used by the Open Inference Protocol codec on decoded tensors, so a NaN sent over
+    gRPC or REST is refused with the same message as on /v1.
+    """
+    bad = ~np.isfinite(x)
+    if nulls is not None:
+        bad &= ~nulls
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InvalidInput(f.name, _expected(f), _rows(bad, offset), got=float(x[first]),
+                           problem=NON_FINITE)
+
+
+def check_numeric(spec: ModelSpec, f: Feature, x: np.ndarray, offset: int = 0,
+                  nulls: np.ndarray | None = None) -> np.ndarray:
+    """Null, finiteness, range and integrality checks on a float64 column; returns it.
+
+    `nulls` marks the values sent as an explicit null (they are NaN in `x`). Without it every
+    NaN in `x` is taken as a null: only for frames whose reader already turned exactly the
+    blank cells into NaN (`CSV_READ_OPTIONS`, training frames).
+    """
+    if nulls is None:
+        nulls = np.isnan(x)
+    check_finite(f, x, nulls, offset)
+    _reject_nulls(f, nulls, offset)
+    present = ~nulls
+    bad = np.zeros(len(x), dtype=bool)
     if f.min is not None:
         bad |= present & (x < f.min)
     if f.max is not None:
         bad |= present & (x > f.max)
     if f.kind == "int":
-        bad |= present & np.isfinite(x) & (x != np.floor(x))
+        bad |= present & (x != np.floor(x))
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise InvalidInput(f.name, _expected(f), _rows(bad, offset), got=float(x[first]))
@@ -58,8 +97,7 @@ def check_numeric(spec: ModelSpec, f: Feature, x: np.ndarray, offset: int = 0) -
 def check_category(spec: ModelSpec, f: Feature, values: np.ndarray, offset: int = 0) -> np.ndarray:
     """Missing-value and closed-vocabulary checks on an object column of str/None."""
     missing = is_missing(values)
-    if missing.any() and not spec.accepts_missing:
-        raise InvalidInput(f.name, _expected(f), _rows(missing, offset), problem="null value")
+    _reject_nulls(f, missing, offset)
     if f.categories:
         bad = (category_codes(values, f.categories) < 0) & ~missing
         if bad.any():
@@ -74,8 +112,15 @@ def _numeric_from_list(spec: ModelSpec, f: Feature, values: list[Any]) -> np.nda
         # bool is a subclass of int in Python but never a meaningful amount or age.
         wrong = [i for i, v in enumerate(values) if type(v) not in _NUMBER_TYPES and v is not None]
         raise InvalidInput(f.name, _expected(f), wrong, got=repr(values[wrong[0]])[:80])
-    x = np.array(values, dtype=np.float64)  # None becomes NaN here
-    return check_numeric(spec, f, x)
+    try:
+        x = np.array(values, dtype=np.float64)  # None becomes NaN here
+    except OverflowError:  # an integer beyond float64 (JSON has no size limit)
+        wrong = [i for i, v in enumerate(values) if type(v) is int and abs(v) > 2**1023]
+        raise InvalidInput(f.name, _expected(f), wrong, problem="number too large",
+                           got=f"{str(values[wrong[0]])[:20]}...") from None
+    nulls = (np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+             if type(None) in types else np.zeros(len(values), dtype=bool))
+    return check_numeric(spec, f, x, nulls=nulls)
 
 
 def _category_from_list(spec: ModelSpec, f: Feature, values: list[Any]) -> np.ndarray:
@@ -138,14 +183,30 @@ def columns_from_frame(spec: ModelSpec, frame: pd.DataFrame, offset: int = 0
             unparsable = np.isnan(x) & ~na
             if unparsable.any():
                 first = int(np.flatnonzero(unparsable)[0])
+                text = str(s.iloc[first])
                 raise InvalidInput(f.name, _expected(f), _rows(unparsable, offset),
-                                   got=str(s.iloc[first])[:80])
-            cols[f.name] = check_numeric(spec, f, x, offset)
+                                   got=text[:80], problem=NON_FINITE if _is_nan(text) else None)
+            cols[f.name] = check_numeric(spec, f, x, offset, nulls=na)
     return cols
 
 
-def columns_from_arrays(spec: ModelSpec, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Validate already-typed columns (Open Inference Protocol tensors)."""
+def _is_nan(text: str) -> bool:
+    """A cell such as "nan" or "NaN": a number to Python, but not a finite one."""
+    try:
+        return math.isnan(float(text))
+    except ValueError:
+        return False
+
+
+def columns_from_arrays(spec: ModelSpec, arrays: Mapping[str, np.ndarray],
+                        nulls: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Validate already-typed columns (Open Inference Protocol tensors).
+
+    `nulls` marks, per numeric input, the values that were an explicit null (JSON `null`);
+    every other NaN or inf is refused as a non-finite number. Categorical inputs carry their
+    nulls as None.
+    """
+    nulls = nulls or {}
     names = spec.feature_names
     unknown = sorted(set(arrays) - set(names))
     if unknown:
@@ -161,5 +222,7 @@ def columns_from_arrays(spec: ModelSpec, arrays: Mapping[str, np.ndarray]) -> di
         if f.is_category:
             cols[f.name] = check_category(spec, f, np.asarray(a, dtype=object))
         else:
-            cols[f.name] = check_numeric(spec, f, np.asarray(a, dtype=np.float64))
+            x = np.asarray(a, dtype=np.float64)
+            sent_null = nulls.get(f.name, np.zeros(len(x), dtype=bool))
+            cols[f.name] = check_numeric(spec, f, x, nulls=sent_null)
     return cols

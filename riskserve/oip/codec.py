@@ -182,8 +182,13 @@ def _from_raw(t: Tensor, count: int) -> np.ndarray:
     return np.frombuffer(t.data, dtype=dtype)
 
 
-def _from_json(t: Tensor, count: int) -> np.ndarray:
-    """A JSON array (flat or nested [N, 1]) with elements of the declared datatype."""
+def _from_json(t: Tensor, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A JSON array (flat or nested [N, 1]) with elements of the declared datatype.
+
+    Returns the values and, for numeric data, which elements were JSON `null` (NaN in the
+    values). A NaN or inf that arrived as a number (Python's json takes `NaN`, `Infinity` and
+    `1e999`) is not a null: validation refuses it.
+    """
     try:
         flat = np.asarray(t.data).reshape(-1)
     except ValueError:
@@ -198,22 +203,30 @@ def _from_json(t: Tensor, count: int) -> np.ndarray:
                     "f": "floating"}.get(kind, "other")
     if t.datatype == "BYTES":
         if inferred in ("string", "empty"):
-            return flat.astype(object)
+            return flat.astype(object), None
         raise InvalidInput(t.name, "JSON strings for BYTES data", problem=f"got {inferred} data")
     if t.datatype == "BOOL":
         if inferred == "boolean" and kind == "b":
-            return flat
+            return flat, None
         raise InvalidInput(t.name, "JSON true/false for BOOL data", problem=f"got {inferred} data")
     if inferred not in ("integer", "floating", "mixed-integer-float", "empty"):
         raise InvalidInput(t.name, f"JSON numbers for {t.datatype} data",
                            problem=f"got {inferred} data")
-    values = flat if kind != "O" else np.where(pd.isna(flat), np.nan, flat).astype(np.float64)
+    if kind == "O":
+        nulls = np.fromiter((v is None for v in flat), dtype=bool, count=count)
+        try:
+            values = np.where(nulls, np.nan, flat).astype(np.float64)
+        except OverflowError:  # an integer beyond float64: JSON numbers have no size limit
+            raise InvalidInput(t.name, f"JSON numbers for {t.datatype} data",
+                               problem="number too large") from None
+    else:
+        values, nulls = flat, None
     if t.datatype in _INTEGER and values.dtype.kind == "f":
         finite = values[np.isfinite(values)]
         if (finite != np.floor(finite)).any():
             raise InvalidInput(t.name, f"whole numbers for {t.datatype} data",
                                problem="got a fractional value")
-    return values
+    return values, nulls
 
 
 def _from_typed(t: Tensor, count: int) -> np.ndarray:
@@ -226,18 +239,29 @@ def _from_typed(t: Tensor, count: int) -> np.ndarray:
     return np.fromiter(t.data, dtype=NUMPY_DTYPES[t.datatype], count=count)
 
 
-def decode(t: Tensor, rows: int) -> np.ndarray:
-    """The tensor's values as a 1-D numpy array of `rows` elements (after `check_tensors`)."""
+def decode(t: Tensor, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The tensor's values as a 1-D numpy array of `rows` elements (after `check_tensors`),
+    and which of them were an explicit null (JSON only: raw and typed contents have none)."""
     if t.raw:
-        return _from_raw(t, rows)
+        return _from_raw(t, rows), None
     if isinstance(t.data, list):
         return _from_json(t, rows)
-    return _from_typed(t, rows)
+    return _from_typed(t, rows), None
 
 
 def to_columns(spec: ModelSpec, tensors: Sequence[Tensor], rows: int) -> dict[str, np.ndarray]:
-    """Decode checked tensors and validate them into the columns the model scores."""
-    return validation.columns_from_arrays(spec, {t.name: decode(t, rows) for t in tensors})
+    """Decode checked tensors and validate them into the columns the model scores.
+
+    Non-finite numbers (a NaN or inf in FP32/FP64 contents, raw bytes or a JSON array) are
+    refused by validation like on /v1; only a JSON `null` is a missing value.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    nulls: dict[str, np.ndarray] = {}
+    for t in tensors:
+        arrays[t.name], sent_null = decode(t, rows)
+        if sent_null is not None:
+            nulls[t.name] = sent_null
+    return validation.columns_from_arrays(spec, arrays, nulls)
 
 
 # ---- outputs -------------------------------------------------------------------------------
@@ -311,18 +335,36 @@ def to_list(o: Output) -> list[Any]:
 
 # ---- metadata ------------------------------------------------------------------------------
 
-def model_metadata(model: ScoringModel, versions: Sequence[str]) -> dict[str, Any]:
-    """The protocol's model metadata: inputs are the contract's features, one per tensor."""
+def input_parameters(f: Feature) -> dict[str, Any]:
+    """Per-input metadata beyond name/datatype/shape: whether a JSON null is accepted."""
+    return {"nullable": f.nullable}
+
+
+def model_metadata(model: ScoringModel, versions: Sequence[str], *,
+                   parameters: bool = False) -> dict[str, Any]:
+    """The protocol's model metadata: inputs are the contract's features, one per tensor.
+
+    With `parameters`, each input also carries `"parameters": {"nullable": ...}`. Only the REST
+    form can: its metadata_tensor object (open_inference_rest.yaml) requires name, datatype and
+    shape but allows more members, and `parameters` is the protocol's own name for extra
+    tensor facts; the gRPC TensorMetadata message has exactly three fields, so the gRPC answer
+    is built without it.
+    """
     outs = [{"name": PREDICT, "datatype": predict_datatype(model), "shape": [-1]}]
     if model.spec.is_classifier:
         outs.append({"name": PREDICT_PROBA, "datatype": "FP64",
                      "shape": [-1, len(model.classes)]})
+    inputs: list[dict[str, Any]] = []
+    for f in model.spec.features:
+        entry: dict[str, Any] = {"name": f.name, "datatype": f.datatype, "shape": [-1]}
+        if parameters:
+            entry["parameters"] = input_parameters(f)
+        inputs.append(entry)
     return {
         "name": model.spec.name,
         "versions": list(versions),
         "platform": str(model.info.get("framework", "unknown")),
-        "inputs": [{"name": f.name, "datatype": f.datatype, "shape": [-1]}
-                   for f in model.spec.features],
+        "inputs": inputs,
         "outputs": outs,
     }
 
@@ -347,3 +389,17 @@ def server_version() -> str:
         return f"bentoml-{version('bentoml')}"
     except PackageNotFoundError:
         return "unknown"
+
+
+# ---- explanations --------------------------------------------------------------------------
+
+CONTRIBUTIONS = "contributions"
+
+
+def contributions(expl: Any) -> Output:
+    """`parameters: {"explain": true}` adds this output: [N, F] FP64, columns named by
+    `parameters.features` (a JSON array), what they add up to by `parameters.space`."""
+    values = np.asarray(expl.contributions, dtype=np.float64)
+    return Output(CONTRIBUTIONS, "FP64", list(values.shape), values,
+                  {"features": json.dumps(list(expl.features)), "space": str(expl.space),
+                   "base": json.dumps([float(b) for b in np.asarray(expl.base).reshape(-1)])})
