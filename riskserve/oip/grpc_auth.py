@@ -1,20 +1,26 @@
 """API-key authentication for the gRPC server: one interceptor, checked before any handler.
 
-Keys come from the same `riskserve.auth` key ring as HTTP; probes, the standard health service and
-reflection stay open, like /v2/health/* and /docs.json over HTTP.
+Keys come from the same per-process `riskserve.auth` key ring as HTTP (so a rotated keys file
+and a key's token bucket are shared by both protocols); the answers are the same errors as
+HTTP's 401 / 429, as UNAUTHENTICATED / RESOURCE_EXHAUSTED (with a `retry-after` trailer).
+Probes, the standard health service and reflection stay open, like /v2/health/* and /docs.json.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from riskserve import auth
+from riskserve.errors import RateLimited, RiskserveError, Unauthorized
+from riskserve.metrics import get_metrics
 from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
+from riskserve.settings import Settings, get_settings
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 # Probes and discovery stay open, like /v2/health/* and /docs.json over HTTP.
@@ -26,14 +32,27 @@ OPEN_METHODS = frozenset({
     f"/{reflection.SERVICE_NAME}/ServerReflectionInfo",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
 })
+_KEY_METADATA = ("x-api-key", "authorization")
 
-def _denial(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same streaming kind that only answers UNAUTHENTICATED.
 
-    No deserializer: the request body is never parsed for an unauthenticated caller.
+def _key_of(metadata: Any) -> str | None:
+    """The presented key (gRPC metadata keys are lower-case; -bin values are never keys)."""
+    headers = {k: v for k, v in metadata or () if k in _KEY_METADATA and isinstance(v, str)}
+    return auth.presented_key(headers)
+
+
+def _denial(handler: grpc.RpcMethodHandler, exc: RiskserveError) -> grpc.RpcMethodHandler:
+    """A handler of the same streaming kind that only answers `exc`'s status and message.
+
+    No deserializer: the request body is never parsed for a refused caller.
     """
+    code = grpc.StatusCode[exc.grpc_code]
+    trailer: tuple[tuple[str, str], ...] = ()
+    if isinstance(exc, RateLimited):
+        trailer = (("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),)
+
     async def deny(_request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, exc.message, trailing_metadata=trailer)
 
     if handler.request_streaming and handler.response_streaming:
         return grpc.stream_stream_rpc_method_handler(deny)
@@ -45,18 +64,18 @@ def _denial(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandl
 
 
 class APIKeyInterceptor(grpc.aio.ServerInterceptor):
-    """Rejects calls without a valid key (metadata `x-api-key` or `authorization: Bearer`)."""
+    """Authenticates calls (metadata `x-api-key` or `authorization: Bearer`) and applies the
+    key's rate, per worker, before any handler or deserializer runs.
 
-    MESSAGES: ClassVar[dict[str, str]] = {
-        "missing": "missing API key: send metadata 'x-api-key: <key>' or "
-                   "'authorization: Bearer <key>'",
-        "invalid": "invalid API key",
-    }
+    `on_failure` is accepted for older wiring and ignored: `auth.authenticate` counts failures
+    itself (with the key name where known), once.
+    """
 
     def __init__(self, keyring: auth.KeyRing | None,
-                 on_failure: Callable[[str], None]) -> None:
+                 on_failure: Callable[[str], None] | None = None, *,
+                 metrics: auth.AuthMetrics | None = None) -> None:
         self.keyring = keyring
-        self.on_failure = on_failure
+        self._metrics = metrics
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails],
@@ -65,15 +84,37 @@ class APIKeyInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         if self.keyring is None or handler_call_details.method in OPEN_METHODS:
             return await continuation(handler_call_details)
-        # gRPC metadata keys are already lower-case; binary (-bin) values are never keys.
-        headers = {k.lower(): v for k, v in handler_call_details.invocation_metadata or ()
-                   if isinstance(v, str)}
-        key = auth.presented_key(headers)
-        if key is not None and self.keyring.check(key):
-            return await continuation(handler_call_details)
-        reason = "missing" if key is None else "invalid"
-        self.on_failure(reason)
-        handler = await continuation(handler_call_details)
-        return None if handler is None else _denial(handler, self.MESSAGES[reason])
+        if self._metrics is None:
+            self._metrics = get_metrics()
+        try:
+            auth.authenticate(self.keyring, _key_of(handler_call_details.invocation_metadata),
+                              "grpc", self._metrics)
+        except (Unauthorized, RateLimited) as exc:
+            handler = await continuation(handler_call_details)
+            return None if handler is None else _denial(handler, exc)
+        return await continuation(handler_call_details)
 
 
+def interceptor(settings: Settings) -> APIKeyInterceptor:
+    """The interceptor on this process's shared key ring (fail-secure: raises without keys)."""
+    return APIKeyInterceptor(auth.require_keys(settings))
+
+
+def caller_of_grpc(context: grpc.aio.ServicerContext) -> auth.Caller:
+    """The Caller behind a gRPC call, for the servicer (the interceptor already authenticated
+    and rate-limited it; this only re-reads the key: one SHA-256 and a compare per key).
+
+    A key removed by a rotation between the interceptor and the handler is a 401 like any
+    other removed key.
+    """
+    settings = get_settings()
+    if settings.auth_disabled:
+        return auth.ANONYMOUS
+    keyring = auth.require_keys(settings)  # the process's ring: cached, no file read here
+    assert keyring is not None
+    presented = _key_of(context.invocation_metadata())
+    caller = None if presented is None else keyring.lookup(presented)
+    if caller is None:
+        raise Unauthorized(auth.INVALID if presented else auth.MISSING["grpc"],
+                           {"field": "x-api-key", "reason": "invalid" if presented else "missing"})
+    return caller
