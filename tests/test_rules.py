@@ -7,11 +7,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
+from riskserve.core.scoring import Prediction
 from riskserve.core.specs import SPECS
-from tests.conftest_prometheus import require_binary
+from riskserve.devtools.prometheus import require_binary
+from training.evaluate import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 RULES_DIR = REPO / "grafana" / "rules"
@@ -35,6 +38,15 @@ CONTRACT_RECORDS = (
     "riskserve:inference_seconds_p50:5m",
     "riskserve:inference_seconds_p95:5m",
     "riskserve:inference_seconds_p99:5m",
+    # Ground truth and shadow (issue 14): live quality per window, its evidence, agreement.
+    "riskserve:live_quality:1h",
+    "riskserve:live_quality:1d",
+    "riskserve:live_quality_outcomes:1h",
+    "riskserve:feedback_outcomes:1h",
+    "riskserve:feedback_outcomes:1d",
+    "riskserve:shadow_agreement_ratio:1h",
+    "riskserve:shadow_agreement_ratio:1d",
+    "riskserve:shadow_rows:1h",
 )
 CONTRACT_ALERTS = (
     "RiskserveTargetDown",
@@ -44,14 +56,33 @@ CONTRACT_ALERTS = (
     "RiskserveFeatureDrift",
     "RiskservePredictionDrift",
     "RiskserveAuthFailureSpike",
+    "RiskserveLiveQualityBelowHeldout",
+    "RiskserveLiveErrorAboveHeldout",
 )
+# The `metric` values of riskserve:live_quality:<window>, per task: they must be names that
+# training stores as held-out metrics, or the alerts would join on nothing.
+LIVE_METRICS = {
+    "binary": {"precision", "recall", "f1", "accuracy"},
+    "multiclass": {"accuracy"},
+    "regression": {"mae", "rmse"},
+}
+# The tunables of the live-quality alerts (constant series, one place to change them).
+QUALITY_THRESHOLDS = (
+    "riskserve:live_quality_margin:1h",
+    "riskserve:live_error_margin:1h",
+    "riskserve:live_quality_min_outcomes:1h",
+)
+QUALITY_ALERTS = ("RiskserveLiveQualityBelowHeldout", "RiskserveLiveErrorAboveHeldout")
 # The documented override point (see the header of the rules file).
 JOB_SELECTOR = 'job=~".*riskserve.*"'
 
 
+def _groups() -> dict[str, list[dict[str, Any]]]:
+    return {group["name"]: group["rules"] for group in yaml.safe_load(RULES.read_text())["groups"]}
+
+
 def _rules() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"]]
+    return [rule for rules in _groups().values() for rule in rules]
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -147,4 +178,39 @@ def test_local_prometheus_config_loads_the_rules() -> None:
     proc = subprocess.run([require_binary("promtool"), "check", "config", str(config)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "38 rules found" in proc.stdout + proc.stderr
+    assert f"{len(_rules())} rules found" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("task", sorted(LIVE_METRICS))
+def test_live_quality_metric_names_are_training_metric_names(task: str) -> None:
+    # Evaluate a tiny prediction of each task the way training does and compare the names.
+    spec = next(spec for spec in SPECS.values() if spec.task == task)
+    y = np.array([0, 1, 0, 1])
+    scores = np.array([0.2, 0.8, 0.6, 0.4])
+    pred = Prediction(predictions=(scores > 0.5).astype(int) if task != "regression" else scores,
+                      scores=scores)
+    assert LIVE_METRICS[task] <= set(evaluate(spec, y, pred))
+    text = RULES.read_text()
+    for metric in LIVE_METRICS[task]:
+        assert f'"metric", "{metric}"' in text, f"no live {metric} is recorded"
+
+
+def test_live_quality_groups_cover_the_same_quantities_per_window() -> None:
+    groups = _groups()
+    per_window = {
+        window: {rule["record"].rsplit(":", 1)[0] for rule in groups[f"riskserve.quality.{window}"]}
+        for window in ("1h", "1d")
+    }
+    assert per_window["1h"] == per_window["1d"]
+    assert {"riskserve:live_quality", "riskserve:shadow_agreement_ratio"} <= per_window["1h"]
+
+
+@pytest.mark.parametrize("alert", QUALITY_ALERTS)
+def test_quality_alerts_read_their_thresholds_from_the_constants(alert: str) -> None:
+    (rule,) = [rule for rule in _rules() if rule.get("alert") == alert]
+    assert "riskserve:live_quality_min_outcomes:1h" in rule["expr"]
+    assert re.search(r"riskserve:live_(quality|error)_margin:1h", rule["expr"])
+    assert not re.search(r"[<>]=?\s*[0-9]", rule["expr"]), "a threshold written as a literal"
+    constants = {r["record"]: r["expr"] for r in _groups()["riskserve.quality.thresholds"]}
+    assert set(constants) == set(QUALITY_THRESHOLDS)
+    assert all(re.fullmatch(r"vector\([0-9.]+\)", expr) for expr in constants.values())
