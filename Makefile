@@ -85,6 +85,10 @@ clean:  ## remove reports and caches (keeps .venv and the model store)
 proto: setup  ## regenerate the committed gRPC stubs in riskserve/oip/_proto from the .proto
 	$(BIN)/python -m grpc_tools.protoc -Iriskserve/oip/_proto=riskserve/oip \
 	    --python_out=. --pyi_out=. --grpc_python_out=. riskserve/oip/grpc_predict_v2.proto
+	@# A private descriptor pool: riskserve's inference.* stubs and tritonclient's can then be
+	@# imported in one process (the in-process gRPC tests use both).
+	sed -i 's/^DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile/# riskserve: a private pool (`make proto` rewrites this line), so these stubs and other\n# inference.* stubs (tritonclient'"'"'s) can live in one process.\nDESCRIPTOR = _descriptor_pool.DescriptorPool().AddSerializedFile/' \
+	    riskserve/oip/_proto/grpc_predict_v2_pb2.py
 
 # ---- The container image without Docker or a registry: podman, buildah and debootstrap -------
 # k8s/image/README.md explains the build; everything runs on this machine, on loopback only.

@@ -1,8 +1,9 @@
 """riskserve: one BentoML service hosting every model, routed by name, behind API keys.
 
 Each model is its own class attribute (BentoML packs only models declared that way), pinned to
-the production version the model store names at import time. The behaviour lives in the
-`riskserve` package; this file only declares the service and its endpoints.
+the production version the model store names at import time, and so is each model's shadow
+candidate when the store names one. Every endpoint is a codec over one data plane
+(riskserve/dataplane.py): /v1 here and in riskserve/v1, /v2 REST and gRPC in riskserve/oip.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import os
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
+import asyncio
+import gc
+import importlib.util
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,36 +23,53 @@ import bentoml
 from bentoml.models import BentoModel
 from bentoml.validators import ContentType
 
-from riskserve.auth import APIKeyMiddleware, require_keys
-from riskserve.core import store
-from riskserve.core.specs import KEYSTROKE_BY_SEED_NAME, MODEL_NAMES
+from riskserve import auth, bentoml_fixes
+from riskserve.core import candidates, store
+from riskserve.core.specs import MODEL_NAMES
+from riskserve.dataplane import Call, DataPlane
 from riskserve.errors import ConfigurationError
 from riskserve.limits import BodyLimitMiddleware
-from riskserve.metrics import count_http_auth_failure
 from riskserve.oip import grpc_server
 from riskserve.oip.rest import V2RootAlias, v2_app
-from riskserve.runtime import Runtime
 from riskserve.settings import get_settings
-from riskserve.v1 import handlers as api
+from riskserve.v1 import handlers as v1
 from riskserve.v1.app import v1_app
 from riskserve.v1.schemas import PredictResponse, SeedModel, Timing
 
 settings = get_settings()
+logging.getLogger("riskserve").setLevel(settings.log_level.upper())
+logger = logging.getLogger("riskserve.service")
 models_v1 = v1_app()
 models_v2 = v2_app()
+
+
+def _one_line(exc: ConfigurationError) -> SystemExit:
+    """A configuration problem (empty store, corrupt model, no keys) is one line, no traceback."""
+    return SystemExit(f"riskserve: {exc.message}")
 
 
 def production(name: str) -> BentoModel:
     """The model store's production version of `name`, as a packable BentoModel."""
     try:
         return BentoModel(f"{name}:{store.production_version(name)}")
-    except ConfigurationError as exc:  # an empty store: say what to run, not a traceback
-        raise SystemExit(f"riskserve: {exc.message}") from None
+    except ConfigurationError as exc:
+        raise _one_line(exc) from None
+
+
+def shadow(name: str) -> BentoModel | None:
+    """The model's shadow candidate (`python -m training shadow`), or None."""
+    version = candidates.shadow_version(name)
+    return None if version is None else BentoModel(f"{name}:{version}")
 
 
 def attribute(name: str) -> str:
     """Class attribute holding a public model name (`risk-flag` -> `risk_flag`)."""
     return name.replace("-", "_")
+
+
+def caller(ctx: bentoml.Context) -> auth.Caller:
+    """The key behind an @bentoml.api request (set by the auth middleware)."""
+    return auth.caller_of_scope(ctx.request.scope)
 
 
 @bentoml.asgi_app(models_v1, path="/v1")
@@ -58,7 +80,8 @@ def attribute(name: str) -> str:
     traffic={"timeout": settings.request_timeout_s, "max_concurrency": settings.max_concurrency},
     # An OpenTelemetry span per prediction cost ~0.25 ms CPU per request (+24% req/s on fraud
     # /v1 without it); nothing exports spans here. Probes and the rest keep theirs.
-    tracing={"excluded_urls": "v1/predict,v1/keystroke,v1/predict_csv,v2/models"},
+    tracing={"excluded_urls": "v1/predict,v1/keystroke,v1/predict_csv,v1/explain,v1/feedback,"
+                              "v2/models"},
 )
 class RiskServe:
     """Scores every riskserve model over HTTP (/v1 JSON and CSV, /v2 Open Inference Protocol)
@@ -71,26 +94,53 @@ class RiskServe:
     keystroke_xgb = production("keystroke-xgb")
     risk_flag = production("risk-flag")
     fraud = production("fraud")
+    # Shadow candidates (None when the store names none): declared here so `bentoml build`
+    # packs them and the image can shadow them too.
+    cyber_threat_shadow = shadow("cyber-threat")
+    phishing_shadow = shadow("phishing")
+    keystroke_svm_shadow = shadow("keystroke-svm")
+    keystroke_rf_shadow = shadow("keystroke-rf")
+    keystroke_xgb_shadow = shadow("keystroke-xgb")
+    risk_flag_shadow = shadow("risk-flag")
+    fraud_shadow = shadow("fraud")
 
     @bentoml.on_deployment
     def check_configuration() -> None:
         """Fail before any worker starts when no API keys are configured (fail-secure)."""
         try:
-            require_keys(get_settings())
+            auth.require_keys(get_settings())
         except ConfigurationError as exc:
-            raise SystemExit(f"riskserve: {exc.message}") from None
+            raise _one_line(exc) from None
 
     def __init__(self) -> None:
         stored = {name: getattr(self, attribute(name)) for name in MODEL_NAMES}
-        self.rt = Runtime.create(stored, settings)
-        models_v1.state.runtime = self.rt
-        models_v2.state.runtime = self.rt
+        shadows = {name: m for name in MODEL_NAMES
+                   if (m := getattr(self, f"{attribute(name)}_shadow")) is not None}
+        try:
+            self.dp = DataPlane.create(stored, settings, shadows)
+        except ConfigurationError as exc:  # a corrupt or unreadable model file
+            raise _one_line(exc) from None
+        models_v1.state.dataplane = self.dp
+        models_v2.state.dataplane = self.dp
         self.grpc: grpc_server.OIPServer | None = None
 
     @bentoml.on_startup
     async def start_grpc(self) -> None:
         """Serve gRPC from this worker's event loop; every worker binds the same port."""
-        self.grpc = await grpc_server.serve(self.rt, settings.grpc_host, settings.grpc_port)
+        self.grpc = await grpc_server.serve(self.dp, settings.grpc_host, settings.grpc_port)
+
+    @bentoml.on_startup
+    async def tune_worker(self) -> None:
+        """Log the event loop and HTTP parser in use, then freeze what lives as long as the
+        worker: frozen, the cyclic GC stops rescanning the ~240k objects built by now
+        (libraries, models, metric children) on every full collection; under load those
+        collections paused a worker for 100-250 ms each, the p99 of every route."""
+        loop = type(asyncio.get_running_loop())
+        http_parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+        logger.info("riskserve worker %d: event loop %s.%s, HTTP parser %s", os.getpid(),
+                    loop.__module__, loop.__name__, http_parser)
+        gc.collect()
+        gc.freeze()
 
     @bentoml.on_shutdown
     async def stop_grpc(self) -> None:
@@ -98,29 +148,43 @@ class RiskServe:
             await self.grpc.stop()
 
     @bentoml.api(route="/v1/predict")
-    async def predict(self, model: str, inputs: list[dict[str, Any]],
+    async def predict(self, model: str, inputs: list[dict[str, Any]], ctx: bentoml.Context,
                       version: str | None = None) -> PredictResponse:
         """Score rows (`[{feature: value}]`) with a model; `version` defaults to production."""
-        return await api.guarded(self.rt, model, api.predict_rows(self.rt, model, version, inputs))
+        return await v1.predict(self.dp, Call(model, version, caller(ctx)), inputs)
+
+    @bentoml.api(route="/v1/explain")
+    async def explain(self, model: str, inputs: list[dict[str, Any]], ctx: bentoml.Context,
+                      version: str | None = None, top: int | None = None) -> dict[str, Any]:
+        """`/v1/predict` plus, per row, exact contributions and the `top` reasons (default 3)."""
+        return await v1.explain(self.dp, Call(model, version, caller(ctx)), inputs, top)
+
+    @bentoml.api(route="/v1/feedback")
+    async def feedback(self, model: str, outcomes: list[dict[str, Any]], ctx: bentoml.Context,
+                       version: str | None = None) -> dict[str, Any]:
+        """Ground truth: `[{"predicted", "actual"}]` for served rows; counted, not stored."""
+        return await v1.feedback(self.dp, Call(model, version, caller(ctx)), outcomes)
 
     @bentoml.api(route="/v1/predict_csv")
-    async def predict_csv(self, file: Path, model: str, version: str | None = None
+    async def predict_csv(self, file: Path, model: str, ctx: bentoml.Context,
+                          version: str | None = None, explain: bool = False
                           ) -> Annotated[Path, ContentType("text/csv")]:
-        """Score a CSV upload (multipart `file` + `model`); returns the CSV plus predictions."""
-        return await api.guarded(self.rt, model, api.predict_csv(self.rt, file, model, version))
+        """Score a CSV upload (multipart `file` + `model`); returns the CSV plus predictions
+        (`explain=true`: plus reason_1..3)."""
+        return await v1.predict_csv(self.dp, Call(model, version, caller(ctx)), file, explain)
 
     @bentoml.api(route="/v1/keystroke")
     async def keystroke(  # parameter names are the seed API's JSON fields
-        self, Model: SeedModel, HT: Timing, PPT: Timing, RRT: Timing, RPT: Timing
+        self, Model: SeedModel, HT: Timing, PPT: Timing, RRT: Timing, RPT: Timing,
+        ctx: bentoml.Context,
     ) -> dict[str, Any]:
         """The Threat Fabric seed payload: timing stats in, `{"UserID": ...}` out."""
-        timings = {"HT": HT, "PPT": PPT, "RRT": RRT, "RPT": RPT}
-        work = api.keystroke(self.rt, Model, timings)
-        return await api.guarded(self.rt, KEYSTROKE_BY_SEED_NAME[Model], work)
+        call = v1.seed_call(Model, Call(None, None, caller(ctx)))
+        return await v1.keystroke(self.dp, call, {"HT": HT, "PPT": PPT, "RRT": RRT, "RPT": RPT})
 
 
+bentoml_fixes.apply()
 RiskServe.add_asgi_middleware(V2RootAlias)
 RiskServe.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes,
                               csv_max_bytes=settings.csv_max_bytes)
-RiskServe.add_asgi_middleware(APIKeyMiddleware, settings=settings,
-                              on_failure=count_http_auth_failure)
+RiskServe.add_asgi_middleware(auth.APIKeyMiddleware, settings=settings)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from riskserve.core.specs import SPECS
 from riskserve.devtools import server
-from tests.test_service_http import records, sample_frame
+from riskserve.devtools.samples import records, sample_frame
 
 
 def timed(call: Callable[[int], object], n: int, warmup: int) -> np.ndarray:

@@ -135,6 +135,17 @@ class Overloaded(RiskserveError):
     reason = "overloaded"
 
 
+class InternalError(RiskserveError):
+    """Anything unexpected: logged with its traceback, answered with this one generic line."""
+
+    status = 500
+    grpc_code = "INTERNAL"
+    reason = "internal"
+
+    def __init__(self) -> None:
+        super().__init__("internal error; the server log has the details")
+
+
 class ConfigurationError(RiskserveError):
     """The service or a command cannot run as configured (no keys, empty model store...)."""
 

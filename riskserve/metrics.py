@@ -69,6 +69,9 @@ class _ModelSeries:
                 m.prediction_reference_ratio.labels(name, version, str(b)).set(share)
         algorithm = str(model.info.get("algorithm", model.spec.algorithm))
         m.model_info.labels(name, version, algorithm).set(1)
+        for metric, value in model.info.get("metrics", {}).items():
+            m.heldout_metric.labels(name, version, metric).set(float(value))
+        self.explain = m.explain_seconds.labels(name, version)
 
     def observe(self, columns: Mapping[str, np.ndarray], pred: Prediction, rows: int,
                 seconds: float) -> None:
@@ -194,10 +197,16 @@ class Metrics:
                 self.auth_failures_total.labels(reason, protocol, UNKNOWN_KEY)
 
     def model_loaded(self, model: ScoringModel) -> None:
-        """Export info and reference shares, and create every bin counter at 0."""
+        """Export info, held-out metrics and reference shares; create every bin counter at 0."""
         key = (model.spec.name, model.version)
         if key not in self._series:
             self._series[key] = _ModelSeries(self, model)
+
+    def shadow_declared(self, name: str, candidate: str) -> None:
+        """Create a candidate's shadow series at 0, so rate() sees its first rows."""
+        for metric in (self.shadow_rows_total, self.shadow_disagreements_total,
+                       self.shadow_dropped_total, self.shadow_score_delta):
+            metric.labels(name, candidate)
 
     def observe_batch(self, model: ScoringModel, columns: Mapping[str, np.ndarray],
                       pred: Prediction, rows: int, seconds: float) -> None:
@@ -214,6 +223,46 @@ class Metrics:
             for protocol in ("http", "grpc"):
                 for name in SPECS:
                     self.requests_total.labels(name, protocol, key)
+
+    def explained(self, model: ScoringModel, seconds: float) -> None:
+        self._series[(model.spec.name, model.version)].explain.observe(seconds)
+
+    def feedback(self, model: ScoringModel, predicted: np.ndarray, actual: np.ndarray) -> None:
+        """Binary: a counter per (predicted, actual) pair; multiclass: correct / wrong only (110
+        keystroke users must not become 12,100 series); regression: |error| and error^2."""
+        name, version, task = model.spec.name, model.version, model.spec.task
+        if task == "regression":
+            err = np.asarray(actual, dtype=np.float64) - np.asarray(predicted, dtype=np.float64)
+            hist = self.feedback_abs_error.labels(name, version)
+            for e in np.abs(err):
+                hist.observe(float(e))
+            self.feedback_squared_error.labels(name, version).inc(float(np.sum(err * err)))
+            return
+        if task == "binary":
+            pairs = np.column_stack([np.asarray(predicted, dtype=np.int64),
+                                     np.asarray(actual, dtype=np.int64)])
+            values, counts = np.unique(pairs, axis=0, return_counts=True)
+            for (p, a), n in zip(values.tolist(), counts.tolist(), strict=True):
+                self.feedback_total.labels(name, version, str(p), str(a), "").inc(n)
+            return
+        correct = int(np.count_nonzero(np.asarray(predicted) == np.asarray(actual)))
+        if correct:
+            self.feedback_total.labels(name, version, "", "", "correct").inc(correct)
+        if len(predicted) - correct:
+            self.feedback_total.labels(name, version, "", "", "wrong").inc(len(predicted) - correct)
+
+    def shadow(self, model: ScoringModel, candidate: ScoringModel, rows: int, disagreements: int,
+               deltas: np.ndarray) -> None:
+        labels = (model.spec.name, candidate.version)
+        self.shadow_rows_total.labels(*labels).inc(rows)
+        if disagreements:
+            self.shadow_disagreements_total.labels(*labels).inc(disagreements)
+        hist = self.shadow_score_delta.labels(*labels)
+        for d in np.asarray(deltas, dtype=np.float64).reshape(-1):
+            hist.observe(float(d))
+
+    def shadow_dropped(self, model: ScoringModel, candidate: ScoringModel, rows: int) -> None:
+        self.shadow_dropped_total.labels(model.spec.name, candidate.version).inc(rows)
 
     def request(self, model: str | None, protocol: str, key: str = UNKNOWN_KEY) -> None:
         self.requests_total.labels(model_label(model), protocol, key).inc()
@@ -234,6 +283,3 @@ def get_metrics() -> Metrics:
     PROMETHEUS_MULTIPROC_DIR), so HTTP middleware, handlers and gRPC share one registry."""
     return Metrics()
 
-
-def count_http_auth_failure(reason: str) -> None:
-    get_metrics().auth_failure(reason, "http")

@@ -15,6 +15,7 @@ import yaml
 from grafana import generate
 from grafana.queries import (
     DASHBOARD_DIR,
+    TRAFFIC_KINDS,
     PanelQuery,
     iter_panels,
     load_dashboards,
@@ -22,11 +23,33 @@ from grafana.queries import (
     substitute,
     variable_selectors,
 )
-from tests.conftest_prometheus import PrometheusServer, run_prometheus
+from riskserve.devtools.prometheus import PrometheusServer, require_binary, run_prometheus
 
 REPO = Path(__file__).resolve().parent.parent
 HELM_DASHBOARDS = REPO / "helm" / "riskserve" / "files" / "dashboards"
 RULES = REPO / "grafana" / "rules" / "riskserve.rules.yaml"
+# Panels whose series exist only after feedback, shadow, rate-limit, scope or overload traffic
+# (PanelQuery.needs_traffic): the live test may skip them until it sends that traffic, and
+# test_traffic_panels_return_series_on_synthetic_series proves them meanwhile. Any other panel
+# must return data after plain predictions; this list keeps that check from being weakened.
+TRAFFIC_PANELS = {
+    "feedback": {
+        "riskserve-model-health:Live vs held-out quality per version (last hour and day)",
+        "riskserve-model-health:Live precision, recall, F1 and accuracy (last hour) against the "
+        "alert line",
+        "riskserve-model-health:Live MAE and RMSE (last hour) against the alert line",
+        "riskserve-model-health:Outcomes received per second by model version",
+        "riskserve-model-health:Binary outcomes in the last hour",
+    },
+    "shadow": {
+        "riskserve-model-health:Shadow agreement with production (last hour and day)",
+        "riskserve-model-health:Shadow score delta p50 / p95 / p99",
+        "riskserve-model-health:Shadowed and dropped rows per second",
+    },
+    "rate_limited": {"riskserve-overview:Calls refused per second by API key (rate limit, scope)"},
+    "forbidden": {"riskserve-overview:Calls refused per second by API key (rate limit, scope)"},
+    "overloaded": {"riskserve-overview:Requests shed per second by model (in-flight limit)"},
+}
 UIDS = {
     "riskserve-overview": "riskserve / Service overview",
     "riskserve-model-health": "riskserve / Model health",
@@ -223,3 +246,89 @@ def test_invalid_promql_is_reported(prometheus: PrometheusServer) -> None:
     # Guards the guard: a broken expression must come back as an error, not as "success".
     answer = prometheus.query("sum by (model) (rate(riskserve_predictions_total[5m])")
     assert answer["status"] == "error"
+
+
+# Panels that need traffic the live test does not send yet ------------------------------------
+
+
+def test_traffic_panels_are_marked_exactly() -> None:
+    marked: dict[str, set[str]] = {kind: set() for kind in TRAFFIC_KINDS}
+    for query in QUERIES:
+        for kind in query.needs_traffic:
+            marked[kind].add(f"{query.dashboard_uid}:{query.panel_title}")
+    assert marked == TRAFFIC_PANELS
+    # A held-out or threshold line beside a live one needs no feedback: only the live target
+    # of such a panel is marked.
+    (line,) = [q for q in QUERIES if q.panel_title.startswith("Live precision") and q.ref_id == "B"]
+    assert line.needs_traffic == frozenset()
+
+
+# One synthetic hour and a half of every kind of traffic, over both pods where it matters: real
+# model names, the label sets the service exports (riskserve/metrics.py).
+_LABELS = 'job="riskserve",namespace="risk",pod="a"'
+_SYNTHETIC = {
+    # fraud (binary), keystroke-xgb (multiclass), cyber-threat (regression)
+    **{
+        f'riskserve_feedback_total{{{_LABELS},model="fraud",version="v3",predicted="{p}",'
+        f'actual="{a}"}}': f"0+{n}x100"
+        for p, a, n in (("1", "1", 6), ("1", "0", 4), ("0", "1", 2), ("0", "0", 88))
+    },
+    f'riskserve_feedback_total{{{_LABELS},model="keystroke-xgb",version="v1",outcome="correct"}}':
+        "0+70x100",
+    f'riskserve_feedback_total{{{_LABELS},model="keystroke-xgb",version="v1",outcome="wrong"}}':
+        "0+30x100",
+    f'riskserve_feedback_abs_error_count{{{_LABELS},model="cyber-threat",version="v1"}}':
+        "0+100x100",
+    f'riskserve_feedback_abs_error_sum{{{_LABELS},model="cyber-threat",version="v1"}}': "0+2x100",
+    f'riskserve_feedback_squared_error_total{{{_LABELS},model="cyber-threat",version="v1"}}':
+        "0+0.06x100",
+    **{
+        f'riskserve_model_heldout_metric{{{_LABELS},model="{m}",version="{v}",metric="{k}"}}':
+            f"{value}x100"
+        for m, v, k, value in (
+            ("fraud", "v3", "precision", 0.9), ("fraud", "v3", "recall", 0.8),
+            ("fraud", "v3", "f1", 0.85), ("fraud", "v3", "accuracy", 0.95),
+            ("keystroke-xgb", "v1", "accuracy", 0.9), ("cyber-threat", "v1", "mae", 0.01),
+            ("cyber-threat", "v1", "rmse", 0.02),
+        )
+    },
+    f'riskserve_shadow_rows_total{{{_LABELS},model="fraud",candidate="v4"}}': "0+100x100",
+    f'riskserve_shadow_disagreements_total{{{_LABELS},model="fraud",candidate="v4"}}': "0+3x100",
+    f'riskserve_shadow_dropped_total{{{_LABELS},model="fraud",candidate="v4"}}': "0+5x100",
+    **{
+        f'riskserve_shadow_score_delta_bucket{{{_LABELS},model="fraud",candidate="v4",le="{le}"}}':
+            f"0+{n}x100"
+        for le, n in (("0.01", 50), ("0.1", 90), ("+Inf", 100))
+    },
+    f'riskserve_rate_limited_total{{{_LABELS},key="loan-team"}}': "0+30x100",
+    f'riskserve_auth_failures_total{{{_LABELS},reason="forbidden",protocol="http",key="loan-team"}}':
+        "0+10x100",
+    f'riskserve_request_errors_total{{{_LABELS},model="fraud",reason="overloaded"}}': "0+20x100",
+}
+
+
+def test_traffic_panels_return_series_on_synthetic_series(tmp_path: Path) -> None:
+    """Every query marked as needing traffic returns a series once that traffic exists, with
+    the shipped rules recording in between (promtool evaluates both, no server needed)."""
+    exprs = sorted({query.promql() for query in QUERIES if query.needs_traffic})
+    assert exprs
+    spec = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": k, "values": v} for k, v in _SYNTHETIC.items()],
+            # count() >= bool 1 is 1 for a non-empty answer and absent for an empty one.
+            "promql_expr_test": [
+                {"expr": f"count({expr}) >= bool 1", "eval_time": "90m",
+                 "exp_samples": [{"labels": "{}", "value": 1}]}
+                for expr in exprs
+            ],
+        }],
+    }
+    test_file = tmp_path / "traffic.test.yaml"
+    test_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = subprocess.run([require_binary("promtool"), "test", "rules", str(test_file)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout

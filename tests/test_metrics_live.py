@@ -18,9 +18,9 @@ import pytest
 from grafana import queries
 from riskserve.core.specs import SPECS
 from riskserve.devtools import server
+from riskserve.devtools.prometheus import PrometheusServer, run_prometheus
+from riskserve.devtools.samples import records
 from tests.conftest import REPO, SEED
-from tests.conftest_prometheus import PrometheusServer, run_prometheus
-from tests.test_service_http import records
 from training import pipeline
 from training.__main__ import family_of
 

@@ -37,8 +37,9 @@ from tritonclient.utils import InferenceServerException
 from riskserve.core.specs import MODEL_NAMES, SPECS, Feature
 from riskserve.core.validation import columns_from_frame
 from riskserve.devtools import server
-from tests.test_service_http import GOOD, records
-from tests.test_service_http import sample_frame as _sample_frame
+from riskserve.devtools.samples import GOOD_FRAUD as GOOD
+from riskserve.devtools.samples import records
+from riskserve.devtools.samples import sample_frame as _sample_frame
 from training import pipeline
 from training.__main__ import family_of
 

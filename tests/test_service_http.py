@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -17,27 +16,10 @@ import pytest
 from riskserve.core.specs import MODEL_NAMES, SPECS
 from riskserve.core.validation import columns_from_frame
 from riskserve.devtools import server
+from riskserve.devtools.samples import GOOD_FRAUD as GOOD
+from riskserve.devtools.samples import records, sample_frame
 from training import pipeline
 from training.__main__ import family_of
-
-ROWS = 40
-
-
-def sample_frame(name: str, n: int = ROWS, seed: int = 11) -> pd.DataFrame:
-    prepared = pipeline.prepare(family_of(name), None, True, seed)
-    return prepared.frame.sample(n, random_state=seed).reset_index(drop=True)
-
-
-def records(name: str, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON rows with the contract's types (ints as ints, categories as str)."""
-    out = json.loads(frame.to_json(orient="records"))
-    for f in SPECS[name].features:
-        for r in out:
-            if f.kind == "int" and r[f.name] is not None:
-                r[f.name] = int(r[f.name])
-            if f.is_category and r[f.name] is not None:
-                r[f.name] = str(r[f.name])
-    return out
 
 
 def post(served: Any, body: dict[str, Any], headers: dict[str, str] | None = None,
@@ -135,9 +117,6 @@ def test_explicit_version_routes_to_that_version(served: Any, trained: dict,
     default = post(served, {"model": "phishing", "inputs": rows})
     assert default.json()["version"] == trained["phishing"].version
 
-
-GOOD = {"step": 1, "type": "TRANSFER", "amount": 181.0, "oldbalance_org": 181.0,
-        "newbalance_orig": 0.0, "oldbalance_dest": 0.0, "newbalance_dest": 0.0}
 
 
 @pytest.mark.parametrize(("row", "field", "status"), [

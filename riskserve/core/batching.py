@@ -1,40 +1,58 @@
-"""Adaptive batching: concurrent requests for the same model share one vectorised model call.
+"""Adaptive batching with cost-aware scheduling: one queue and one thread per model version.
 
 While a model call runs, new requests queue; when it finishes, everything queued (up to
 `max_rows`) goes in the next call. An idle model therefore answers at once (no batching delay
-at low load), and under load the batch grows with the queue, which is what adaptive batching is
-for. BentoML's own batching only applies to `batchable` APIs with one array input, which a
-multi-model, multi-protocol router cannot use, so riskserve does it here, for HTTP and gRPC alike.
+at low load), and under load the batch grows with the queue. BentoML's own batching only applies
+to `batchable` APIs with one array input, which a multi-model, multi-protocol router cannot use.
+
+Where a call runs is decided from what it costs, not from its row count: each batcher keeps a
+moving average of its model's compute time per batch-size class, and a call expected to take
+more than `inline_budget_s` (about a millisecond) runs on the model's own single thread, so one
+heavy model never holds the worker's event loop and never takes the threads of another model.
+Cheap calls (a one-row tree model: ~0.1-0.3 ms, mostly holding the GIL) run on the loop, where a
+thread hop would only add ~0.35 ms of hand-over. A size class nobody has measured yet runs on the
+thread once, which measures it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from riskserve.core.encoding import Columns
 from riskserve.core.scoring import Prediction
 
+R = TypeVar("R")
+
+# About the longest a model call may hold the event loop (the issue's "about a millisecond").
+INLINE_BUDGET_S = 0.001
+# Weight of the newest measurement in the moving average of a size class.
+EWMA_ALPHA = 0.2
+
 
 @dataclass
-class _Pending:
+class _Pending(Generic[R]):
     columns: Columns
     rows: int
-    future: asyncio.Future[Prediction]
+    future: asyncio.Future[R]
     inline: bool = True  # may this request's batch be scored on the event loop?
 
 
-def merge(columns: list[Columns]) -> dict[str, np.ndarray]:
+def merge(columns: Sequence[Columns]) -> dict[str, np.ndarray]:
     if len(columns) == 1:
         return dict(columns[0])
     return {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}
 
 
-def split(pred: Prediction, sizes: list[int]) -> list[Prediction]:
+def split_predictions(pred: Prediction, sizes: list[int]) -> list[Prediction]:
+    """One merged model call's answer, cut back into each request's rows."""
     if len(sizes) == 1:
         return [pred]
     bounds = np.cumsum(sizes)[:-1]
@@ -47,40 +65,89 @@ def split(pred: Prediction, sizes: list[int]) -> list[Prediction]:
                 strict=True)]
 
 
-# Batches up to this many rows may be scored on the event loop itself. A one-row XGBoost or
-# LightGBM call takes ~0.1-0.3 ms, mostly Python holding the GIL, so handing it to a thread
-# adds the hop (submit, wake-up, GIL hand-over, call_soon_threadsafe: ~0.35 ms per request at
-# one client) for little in return - when the next batch would fill anyway. It does for HTTP:
-# uvicorn parses every ready connection in one loop iteration, so requests queue up before the
-# batch is taken. It does not for gRPC: grpc.aio hands the loop about one call per iteration,
-# so its batches only grow while a model call runs off the loop; a gRPC request therefore
-# asks for the thread (`inline=False`). Measured (risk-flag, 32 clients, one worker): HTTP /v1
-# 1,092 req/s this way vs 885 all-thread; gRPC 938 vs 316 all-inline. Bigger batches always
-# go to a thread.
-INLINE_MAX_ROWS = 64
+def size_class(rows: int) -> int:
+    """Batch sizes 1, 2, 3-4, 5-8, ... share a cost estimate."""
+    return max(rows - 1, 0).bit_length()
 
 
-class MicroBatcher:
-    """Serialises calls to one model and merges whatever queued up meanwhile."""
+class CostModel:
+    """Moving average of one model's compute seconds per call, by batch-size class."""
 
-    def __init__(self, predict: Callable[[Columns], Prediction], max_rows: int,
-                 max_wait_s: float = 0.0, inline_max_rows: int = INLINE_MAX_ROWS) -> None:
-        self._predict = predict
+    def __init__(self, alpha: float = EWMA_ALPHA) -> None:
+        self.alpha = alpha
+        self._seconds: dict[int, float] = {}
+
+    def observe(self, rows: int, seconds: float) -> None:
+        k = size_class(rows)
+        old = self._seconds.get(k)
+        self._seconds[k] = seconds if old is None else old + self.alpha * (seconds - old)
+
+    def estimate(self, rows: int) -> float | None:
+        """Expected seconds for a call of `rows` rows, or None when nothing comparable ran yet.
+
+        An unmeasured class is estimated from the largest smaller measured one, scaled by its
+        rows (an upper bound for vectorised models, which is the safe side)."""
+        k = size_class(rows)
+        if k in self._seconds:
+            return self._seconds[k]
+        smaller = [c for c in self._seconds if c < k]
+        if not smaller:
+            return None
+        c = max(smaller)
+        return self._seconds[c] * rows / (1 << c)
+
+    def snapshot(self) -> dict[int, float]:
+        return dict(self._seconds)
+
+
+class MicroBatcher(Generic[R]):
+    """Serialises calls to one model, merges whatever queued up meanwhile, and runs each call
+    inline or on the model's own thread depending on its measured cost."""
+
+    def __init__(self, call: Callable[[Columns], R], max_rows: int,
+                 split: Callable[[R, list[int]], list[R]], max_wait_s: float = 0.0,
+                 inline_budget_s: float = INLINE_BUDGET_S, name: str = "model") -> None:
+        self._call = call
+        self._split = split
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
-        self.inline_max_rows = inline_max_rows
-        self._queue: deque[_Pending] = deque()
+        self.inline_budget_s = inline_budget_s
+        self.cost = CostModel()
+        # One thread: calls to a model are serialised anyway, and a model that is slow or busy
+        # can then never occupy the threads its neighbours need.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rs-{name}")
+        self._queue: deque[_Pending[R]] = deque()
         self._worker: asyncio.Task[None] | None = None
+        self.busy = False  # a call is running (the shadow path stays away from busy models)
 
-    async def submit(self, columns: Columns, rows: int, inline: bool = True) -> Prediction:
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, columns: Columns, rows: int, inline: bool = True) -> R:
         loop = asyncio.get_running_loop()
-        pending = _Pending(columns, rows, loop.create_future(), inline)
+        pending: _Pending[R] = _Pending(columns, rows, loop.create_future(), inline)
         self._queue.append(pending)
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._drain())
         return await pending.future
 
-    def _take(self) -> list[_Pending]:
+    async def run(self, columns: Columns, rows: int) -> R:
+        """One call outside the queue (a CSV chunk), on the model's thread, measured."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._timed, columns, rows)
+
+    def _timed(self, columns: Columns, rows: int) -> R:
+        start = time.perf_counter()
+        result = self._call(columns)
+        self.cost.observe(rows, time.perf_counter() - start)
+        return result
+
+    def runs_inline(self, rows: int) -> bool:
+        expected = self.cost.estimate(rows)
+        return expected is not None and expected <= self.inline_budget_s
+
+    def _take(self) -> list[_Pending[R]]:
         batch = [self._queue.popleft()]
         rows = batch[0].rows
         while self._queue and rows + self._queue[0].rows <= self.max_rows:
@@ -102,17 +169,36 @@ class MicroBatcher:
             if not batch:
                 continue
             merged = merge([p.columns for p in batch])
+            rows = sum(p.rows for p in batch)
+            self.busy = True
             try:
-                if (sum(p.rows for p in batch) <= self.inline_max_rows
-                        and all(p.inline for p in batch)):
-                    pred = self._predict(merged)
+                if all(p.inline for p in batch) and self.runs_inline(rows):
+                    result = self._timed(merged, rows)
                 else:
-                    pred = await loop.run_in_executor(None, self._predict, merged)
+                    result = await loop.run_in_executor(self._executor, self._timed, merged,
+                                                        rows)
             except Exception as exc:  # the error belongs to every caller in the batch
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(exc)
                 continue
-            for p, part in zip(batch, split(pred, [p.rows for p in batch]), strict=True):
+            finally:
+                self.busy = False
+            for p, part in zip(batch, self._split(result, [p.rows for p in batch]),
+                               strict=True):
                 if not p.future.done():
                     p.future.set_result(part)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def split_any(result: Any, sizes: list[int]) -> list[Any]:
+    """Split for results that are row-aligned numpy arrays or tuples of them."""
+    if len(sizes) == 1:
+        return [result]
+    bounds = np.cumsum(sizes)[:-1]
+    if isinstance(result, tuple):
+        parts = [np.split(a, bounds) for a in result]
+        return [tuple(p[i] for p in parts) for i in range(len(sizes))]
+    return list(np.split(result, bounds))

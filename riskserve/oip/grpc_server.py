@@ -2,32 +2,33 @@
 
 BentoML's new SDK serves HTTP only, so every worker starts this grpc.aio server on its own
 event loop from a startup hook. All workers bind the same port: grpc.aio sets SO_REUSEPORT
-on Linux and the kernel spreads new connections across them. The servicer uses the worker's
-Runtime, so scoring, batching, validation, metrics and errors are the ones /v1 and /v2 use.
-Auth is an interceptor checking `x-api-key` / `authorization: Bearer` metadata before any
-handler runs; liveness, readiness, the standard health service and reflection stay open.
+on Linux and the kernel spreads new connections across them. The servicer is a codec over
+the worker's data plane, so scoring, batching, validation, metrics and errors are the ones /v1
+and /v2 use. Auth is an interceptor (riskserve.oip.grpc_auth) checking `x-api-key` /
+`authorization: Bearer` metadata before any handler runs; liveness, readiness, the standard
+health service and reflection stay open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from riskserve import auth
+from riskserve.core.encoding import Columns
 from riskserve.core.scoring import ScoringModel
-from riskserve.errors import ConfigurationError, InvalidInput, RiskserveError
-from riskserve.oip import codec
+from riskserve.dataplane import Call, DataPlane, Inference
+from riskserve.errors import ConfigurationError, InternalError, InvalidInput, RiskserveError
+from riskserve.oip import codec, grpc_auth
 from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
 from riskserve.oip._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from riskserve.oip.codec import Tensor
-from riskserve.oip.grpc_auth import APIKeyInterceptor
-from riskserve.runtime import Runtime
-from riskserve.v1 import handlers as api
 
 logger = logging.getLogger("riskserve.oip.grpc")
 
@@ -39,7 +40,7 @@ CONTENTS_FIELD = {
     "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
     "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
-INTERNAL_MESSAGE = "internal error; the server log has the details"
+
 
 
 def _tensors(request: pb.ModelInferRequest) -> list[Tensor]:
@@ -63,27 +64,40 @@ def _tensors(request: pb.ModelInferRequest) -> list[Tensor]:
     return tensors
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """The six RPCs of the protocol, answered from one worker's Runtime."""
+def _rpc(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """The one gRPC error mapping: a RiskserveError keeps its status code and message (429s
+    as RESOURCE_EXHAUSTED, 403s as PERMISSION_DENIED...); anything else is logged and answered
+    with InternalError's bare INTERNAL, never a traceback."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-
-    async def _abort(self, context: grpc.aio.ServicerContext, model: str | None,
-                     exc: Exception, count: bool = False) -> NoReturn:
-        """riskserve errors keep their gRPC code and message; anything else is a bare INTERNAL."""
-        if isinstance(exc, RiskserveError):
-            if count:
-                self.rt.metrics.error(model, exc.reason)
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except RiskserveError as exc:
             await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
-        logger.error("unexpected error in gRPC for model %r", model, exc_info=exc)
-        if count:
-            self.rt.metrics.error(model, "internal")
-        await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        except Exception as exc:
+            logger.error("unexpected error in gRPC %s", method.__name__, exc_info=exc)
+            internal = InternalError()
+            await context.abort(grpc.StatusCode[internal.grpc_code], internal.message)
 
-    def _resolve(self, name: str, version: str) -> ScoringModel:
+    return wrapper
+
+
+def _wants_explanation(request: pb.ModelInferRequest) -> bool:
+    param = request.parameters.get("explain")
+    return param is not None and param.WhichOneof("parameter_choice") == "bool_param" \
+        and param.bool_param
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """The six RPCs of the protocol: a codec between protobuf and the worker's data plane."""
+
+    def __init__(self, dp: DataPlane) -> None:
+        self.dp = dp
+
+    def _call(self, name: str, version: str, context: grpc.aio.ServicerContext) -> Call:
         # An empty version means "the server's choice": the production version.
-        return self.rt.registry.resolve(name, version or None)
+        return Call(name, version or None, grpc_auth.caller_of_grpc(context), "grpc")
 
     async def ServerLive(self, request: pb.ServerLiveRequest,
                          context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
@@ -91,14 +105,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ServerReady(self, request: pb.ServerReadyRequest,
                           context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=bool(self.rt.registry.names))
+        return pb.ServerReadyResponse(ready=bool(self.dp.registry.names))
 
+    @_rpc
     async def ModelReady(self, request: pb.ModelReadyRequest,
                          context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
-        try:
-            self._resolve(request.name, request.version)
-        except Exception as exc:
-            await self._abort(context, request.name, exc)
+        self.dp.model(self._call(request.name, request.version, context))
         return pb.ModelReadyResponse(ready=True)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest,
@@ -106,60 +118,63 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerMetadataResponse(name=codec.SERVER_NAME, version=codec.server_version(),
                                          extensions=list(codec.EXTENSIONS))
 
+    @_rpc
     async def ModelMetadata(self, request: pb.ModelMetadataRequest,
                             context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
-        try:
-            model = self._resolve(request.name, request.version)
-            versions = await asyncio.to_thread(codec.available_versions, model)
-        except Exception as exc:
-            await self._abort(context, request.name, exc)
+        model = self.dp.model(self._call(request.name, request.version, context))
+        versions = await asyncio.to_thread(codec.available_versions, model)
         meta = codec.model_metadata(model, versions)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=meta["name"], versions=meta["versions"], platform=meta["platform"],
-            inputs=[tensor(**t) for t in meta["inputs"]],
-            outputs=[tensor(**t) for t in meta["outputs"]])
+            inputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                    for t in meta["inputs"]],
+            outputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                     for t in meta["outputs"]])
 
+    @_rpc
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
-        metrics = self.rt.metrics
-        metrics.in_flight.inc()
-        metrics.request(request.model_name, "grpc")
-        try:
-            return await self._infer(request)
-        except Exception as exc:
-            await self._abort(context, request.model_name, exc, count=True)
-        finally:
-            metrics.in_flight.dec()
+        selected: list[str] = []
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        rt = self.rt
-        model = self._resolve(request.model_name, request.model_version)
-        for o in request.outputs:
-            codec.reject_classification(o.name, o.parameters)
-        selected = codec.select_outputs(model, [o.name for o in request.outputs])
-        tensors = _tensors(request)
-        rows = codec.check_tensors(model.spec, tensors)
-        api.check_rows(rt, rows)
-        columns = codec.to_columns(model.spec, tensors, rows)
-        pred = await api.score(rt, model, columns, rows, "grpc")
+        async def decode(model: ScoringModel) -> tuple[int, Callable[[], Columns]]:
+            for o in request.outputs:
+                codec.reject_classification(o.name, o.parameters)
+            selected.extend(codec.select_outputs(model, [o.name for o in request.outputs]))
+            tensors = _tensors(request)
+            rows = codec.check_tensors(model.spec, tensors)
+            return rows, lambda: codec.to_columns(model.spec, tensors, rows)
 
-        response = pb.ModelInferResponse(model_name=model.spec.name,
-                                         model_version=model.version, id=request.id)
-        # Answer in the encoding the client used: raw in, raw out (tritonclient reads only
-        # raw outputs for numeric tensors); typed contents in, typed contents out (grpcurl).
-        raw = bool(request.raw_input_contents)
-        for o in codec.outputs(model, pred, selected):
-            tensor = response.outputs.add(name=o.name, datatype=o.datatype, shape=o.shape)
-            for key, value in o.parameters.items():
-                tensor.parameters[key].string_param = value
-            if raw:
-                response.raw_output_contents.append(codec.to_raw(o))
-            elif o.datatype == "BYTES":
-                tensor.contents.bytes_contents.extend(s.encode() for s in codec.to_list(o))
-            else:
-                getattr(tensor.contents, CONTENTS_FIELD[o.datatype]).extend(codec.to_list(o))
-        return response
+        call = self._call(request.model_name, request.model_version, context)
+        if _wants_explanation(request):
+            result = await self.dp.explain(call, decode)
+        else:
+            result = await self.dp.infer(call, decode)
+        return _encode(request, result, selected)
+
+
+def _encode(request: pb.ModelInferRequest, result: Inference,
+            selected: list[str]) -> pb.ModelInferResponse:
+    model = result.model
+    response = pb.ModelInferResponse(model_name=model.spec.name, model_version=model.version,
+                                     id=request.id)
+    # Answer in the encoding the client used: raw in, raw out (tritonclient reads only raw
+    # outputs for numeric tensors); typed contents in, typed contents out (grpcurl).
+    raw = bool(request.raw_input_contents)
+    outs = codec.outputs(model, result.prediction, selected)
+    if result.explanation is not None:
+        outs.append(codec.contributions(result.explanation))
+    for o in outs:
+        tensor = response.outputs.add(name=o.name, datatype=o.datatype, shape=o.shape)
+        for key, value in o.parameters.items():
+            tensor.parameters[key].string_param = value
+        if raw:
+            response.raw_output_contents.append(codec.to_raw(o))
+        elif o.datatype == "BYTES":
+            tensor.contents.bytes_contents.extend(s.encode() for s in codec.to_list(o))
+        else:
+            getattr(tensor.contents, CONTENTS_FIELD[o.datatype]).extend(codec.to_list(o))
+    return response
 
 
 class OIPServer:
@@ -180,26 +195,26 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def serve(rt: Runtime, host: str, port: int) -> OIPServer:
+async def serve(dp: DataPlane, host: str, port: int) -> OIPServer:
     """Start the gRPC server on the running event loop (the worker's) and mark it SERVING."""
-    keyring = auth.require_keys(rt.settings)
+    settings = dp.settings
     server = grpc.aio.server(
-        interceptors=[APIKeyInterceptor(keyring,
-                                        lambda reason: rt.metrics.auth_failure(reason, "grpc"))],
+        interceptors=[grpc_auth.interceptor(settings)],
         options=[
             # Every worker binds the same port; the kernel balances connections between them.
             ("grpc.so_reuseport", 1),
             # The same body limit as HTTP (RESOURCE_EXHAUSTED above it).
-            ("grpc.max_receive_message_length", rt.settings.max_payload_bytes),
+            ("grpc.max_receive_message_length", settings.max_payload_bytes),
         ],
         # Like BentoML's max_concurrency for HTTP: excess calls fail fast instead of queueing.
-        maximum_concurrent_rpcs=rt.settings.max_concurrency,
+        maximum_concurrent_rpcs=settings.max_concurrency,
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(rt), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dp), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # Our stubs live in a private descriptor pool (see riskserve/oip/_proto): reflect that one.
     reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-                                        server)
+                                        server, pool=pb.DESCRIPTOR.pool)
     address = _address(host, port)
     try:
         server.add_insecure_port(address)

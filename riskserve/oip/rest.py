@@ -2,16 +2,18 @@
 
 Health, server and model metadata, model readiness and inference, per the KServe v2 REST
 definition, plus Triton's binary tensor data extension (the default of tritonclient.http).
-Authentication is the service's HTTP middleware (health stays open, see riskserve.auth);
-errors follow the protocol's `{"error": "..."}` body (with riskserve's `detail`), 400 for
-bad input.
+A thin codec over the data plane: requests are decoded into `Tensor`s (riskserve.oip.codec),
+the data plane resolves, authorizes, validates, scores and counts, and the answer is encoded as
+JSON or binary tensors. Authentication is the service's HTTP middleware (health stays open, see
+riskserve.auth); errors are RiskserveErrors rendered by the app's one exception handler, as the
+protocol's `{"error": "..."}` body (with riskserve's `detail`), 400 for bad input.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,11 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from riskserve import auth, http
+from riskserve.core.encoding import Columns
+from riskserve.core.scoring import ScoringModel
+from riskserve.dataplane import Call, DataPlane, Inference
 from riskserve.errors import BadRequest, RiskserveError
 from riskserve.oip import codec
 from riskserve.oip.codec import Tensor
-from riskserve.runtime import Runtime
-from riskserve.v1 import handlers as api
 
 logger = logging.getLogger("riskserve.oip.rest")
 
@@ -36,28 +40,26 @@ def _status(exc: RiskserveError) -> int:
     return 400 if exc.status == 422 else exc.status
 
 
-def _error(exc: RiskserveError) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=_status(exc))
+def _dp(request: Request) -> DataPlane:
+    return request.app.state.dataplane
 
 
-async def _guarded(rt: Runtime, model: str, work: Awaitable[Response]) -> Response:
-    """The /v1 guard (metrics, no stack traces) with the protocol's 400 for bad input."""
-    return await api.guarded(rt, model, work, render=_error)
-
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+def _call(request: Request) -> Call:
+    return Call(request.path_params["name"], request.path_params.get("version"),
+                auth.caller_of_scope(request.scope), "http")
 
 
 async def live(request: Request) -> Response:
-    """GET /v2/health/live: 200 while the worker answers (body empty, as the protocol says)."""
-    return Response(status_code=200)
+    """GET /v2/health/live: 200 and `{"live": true}` while the worker answers (KServe's server
+    and client use that body; tritonclient ignores it)."""
+    return JSONResponse({"live": True})
 
 
 async def ready(request: Request) -> Response:
-    """GET /v2/health/ready: 200 once every production model is loaded in this worker."""
-    runtime = getattr(request.app.state, "runtime", None)
-    return Response(status_code=200 if runtime is not None and runtime.registry.names else 503)
+    """GET /v2/health/ready: 200 `{"ready": true}` once every production model is loaded."""
+    dp = getattr(request.app.state, "dataplane", None)
+    is_ready = dp is not None and bool(dp.registry.names)
+    return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
 
 async def server_metadata(request: Request) -> JSONResponse:
@@ -66,25 +68,26 @@ async def server_metadata(request: Request) -> JSONResponse:
                          "extensions": list(codec.EXTENSIONS)})
 
 
+async def repository_index(request: Request) -> JSONResponse:
+    """GET /v2/models: the models this key may use (a listing, like Triton's repository index)."""
+    dp = _dp(request)
+    caller = auth.caller_of_scope(request.scope)
+    return JSONResponse({"models": [
+        {"name": m["name"], "version": m["version"], "state": "READY"} for m in dp.models(caller)
+    ]})
+
+
 async def model_metadata(request: Request) -> Response:
     """GET /v2/models/{name}[/versions/{version}]: inputs, outputs, versions, platform."""
-    try:
-        model = _runtime(request).registry.resolve(request.path_params["name"],
-                                                   request.path_params.get("version"))
-    except RiskserveError as exc:
-        return _error(exc)
+    model = _dp(request).model(_call(request))
     versions = await run_in_threadpool(codec.available_versions, model)
     return JSONResponse(codec.model_metadata(model, versions))
 
 
 async def model_ready(request: Request) -> Response:
     """GET /v2/models/{name}[/versions/{version}]/ready: 200 when loaded, 404 if unknown."""
-    try:
-        _runtime(request).registry.resolve(request.path_params["name"],
-                                           request.path_params.get("version"))
-    except RiskserveError as exc:
-        return _error(exc)
-    return Response(status_code=200)
+    model = _dp(request).model(_call(request))
+    return JSONResponse({"name": model.spec.name, "ready": True})
 
 
 def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -181,8 +184,7 @@ def _requested(doc: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
     return names, binary
 
 
-async def _infer(rt: Runtime, request: Request, name: str, version: str | None) -> Response:
-    model = rt.registry.resolve(name, version)
+async def _read(request: Request) -> tuple[dict[str, Any], bytes]:
     if request.headers.get("content-encoding", "identity") != "identity":
         raise BadRequest("compressed request bodies are not supported; send identity encoding",
                          {"field": "Content-Encoding"})
@@ -191,23 +193,63 @@ async def _infer(rt: Runtime, request: Request, name: str, version: str | None) 
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("'id' must be a string", {"field": "id"})
-    names, binary_outputs = _requested(doc)
-    selected = codec.select_outputs(model, names)
-    tensors = _tensors(doc, binary)
-    rows = codec.check_tensors(model.spec, tensors)
-    api.check_rows(rt, rows)
-    columns = codec.to_columns(model.spec, tensors, rows)
-    pred = await api.score(rt, model, columns, rows, "http")
+    return doc, binary
 
+
+async def infer(request: Request) -> Response:
+    """POST /v2/models/{name}[/versions/{version}]/infer (`parameters.explain`: contributions).
+
+    The body is read only inside the decoder, i.e. after the data plane resolved the model and
+    authorized the key for it.
+    """
+    dp = _dp(request)
+    parsed: dict[str, Any] = {}
+
+    async def decode(model: ScoringModel) -> tuple[int, Callable[[], Columns]]:
+        doc, binary = await _read(request)
+        names, parsed["binary"] = _requested(doc)
+        parsed["doc"] = doc
+        parsed["selected"] = codec.select_outputs(model, names)
+        tensors = _tensors(doc, binary)
+        rows = codec.check_tensors(model.spec, tensors)
+        return rows, lambda: codec.to_columns(model.spec, tensors, rows)
+
+    call = _call(request)
+    # Whether to explain is a request parameter, known only from the body: peek at it cheaply.
+    if await _wants_explanation(request):
+        result = await dp.explain(call, decode)
+    else:
+        result = await dp.infer(call, decode)
+    return _encode(result, parsed["doc"], parsed["selected"], parsed["binary"])
+
+
+async def _wants_explanation(request: Request) -> bool:
+    body = await request.body()  # cached by Starlette: the decoder reads the same bytes
+    if b'"explain"' not in body:
+        return False
+    header = request.headers.get(HEADER_LENGTH)
+    try:
+        doc = _parse_json(_split_body(body, header)[0])
+    except BadRequest:
+        return False  # the decoder reports it, with the model resolved first
+    return bool(_parameters(doc, "request").get("explain", False))
+
+
+def _encode(result: Inference, doc: dict[str, Any], selected: list[str],
+            binary_outputs: dict[str, bool]) -> Response:
+    model, pred = result.model, result.prediction
     body: dict[str, Any] = {"model_name": model.spec.name, "model_version": model.version}
-    if request_id is not None:
-        body["id"] = request_id
+    if doc.get("id") is not None:
+        body["id"] = doc["id"]
     chunks: list[bytes] = []
     rendered = []
-    for o in codec.outputs(model, pred, selected):
+    outs = codec.outputs(model, pred, selected)
+    if result.explanation is not None:
+        outs.append(codec.contributions(result.explanation))
+    for o in outs:
         entry: dict[str, Any] = {"name": o.name, "datatype": o.datatype, "shape": o.shape}
         params: dict[str, Any] = dict(o.parameters)
-        if binary_outputs[o.name]:
+        if binary_outputs.get(o.name, binary_outputs.get(codec.PREDICT, False)):
             raw = codec.to_raw(o)
             params["binary_data_size"] = len(raw)
             chunks.append(raw)
@@ -224,17 +266,11 @@ async def _infer(rt: Runtime, request: Request, name: str, version: str | None) 
                     headers={"Inference-Header-Content-Length": str(len(header))})
 
 
-async def infer(request: Request) -> Response:
-    """POST /v2/models/{name}[/versions/{version}]/infer."""
-    rt = _runtime(request)
-    name = request.path_params["name"]
-    return await _guarded(rt, name, _infer(rt, request, name, request.path_params.get("version")))
-
-
 def v2_app() -> Starlette:
-    """Mounted at /v2; `app.state.runtime` is set by the service when a worker starts."""
+    """Mounted at /v2; `app.state.dataplane` is set by the service when a worker starts."""
     return Starlette(routes=[
         Route("/", server_metadata, methods=["GET"]),
+        Route("/models", repository_index, methods=["GET"]),
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
         Route("/models/{name}", model_metadata, methods=["GET"]),
@@ -243,7 +279,7 @@ def v2_app() -> Starlette:
         Route("/models/{name}/versions/{version}/ready", model_ready, methods=["GET"]),
         Route("/models/{name}/infer", infer, methods=["POST"]),
         Route("/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
-    ])
+    ], exception_handlers=http.exception_handlers(_status))
 
 
 class V2RootAlias:

@@ -1,4 +1,8 @@
-"""Plain ASGI routes mounted into the BentoML service (BentoML's @api handles only POST)."""
+"""The /v1 routes BentoML's @bentoml.api cannot declare (it handles only POST): the listings.
+
+Mounted at /v1 by service.py; `app.state.dataplane` is set when a worker starts. Errors are
+raised as RiskserveError and rendered by the app's exception handlers (riskserve.http).
+"""
 
 from __future__ import annotations
 
@@ -7,39 +11,31 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from riskserve.errors import RiskserveError
-from riskserve.v1.handlers import error_response
+from riskserve import auth, http
+from riskserve.dataplane import Call, DataPlane
+
+
+def _dp(request: Request) -> DataPlane:
+    return request.app.state.dataplane
 
 
 async def list_models(request: Request) -> JSONResponse:
-    """GET /v1/models: every model with its production version, features and metrics."""
-    return JSONResponse({"models": request.app.state.runtime.registry.describe()})
+    """GET /v1/models: every model the key may use, with version, runtime, features, metrics."""
+    return JSONResponse({"models": _dp(request).models(auth.caller_of_scope(request.scope))})
 
 
 async def get_model(request: Request) -> JSONResponse:
-    """GET /v1/models/{name}: one model's entry, 404 naming the known ones."""
-    registry = request.app.state.runtime.registry
-    try:
-        registry.resolve(request.path_params["name"])
-    except RiskserveError as exc:
-        return error_response(exc)
-    entry = next(m for m in registry.describe() if m["name"] == request.path_params["name"])
-    return JSONResponse(entry)
-
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    """Starlette's own 404/405 (e.g. a model name containing '/') as riskserve's JSON error."""
-    status = getattr(exc, "status_code", 404)
-    return JSONResponse({"error": f"no route {request.method} {request.url.path}",
-                         "detail": {"field": "path"}}, status_code=status)
+    """GET /v1/models/{name}: one model's entry; 404 naming the known ones, 403 off scope."""
+    dp = _dp(request)
+    model = dp.model(Call(request.path_params["name"], None, auth.caller_of_scope(request.scope)))
+    return JSONResponse(dp.registry.describe([model.spec.name])[0])
 
 
 def v1_app() -> Starlette:
-    """Mounted at /v1; `app.state.runtime` is set by the service when a worker starts."""
+    """The /v1 listing routes; a name with '/' still reaches get_model (a JSON 404)."""
     app = Starlette(routes=[
         Route("/models", list_models, methods=["GET"]),
-        # `path`: a name with '/' is still this route, so it gets the JSON 404 listing models.
         Route("/models/{name:path}", get_model, methods=["GET"]),
-    ], exception_handlers={404: _http_error, 405: _http_error})
+    ], exception_handlers=http.exception_handlers())
     app.router.redirect_slashes = False  # a trailing slash is a 404, not a redirect
     return app

@@ -1,57 +1,44 @@
-"""The /v1 HTTP API's behaviour, kept out of service.py so that file stays a thin declaration.
+"""The /v1 codec: JSON rows, CSV files and the seed keystroke payload in, riskserve's JSON out.
 
-Every handler validates against the model contract, scores through the registry's batchers and
-renders `RiskserveError`s as JSON with their status; anything unexpected is logged and answered
-with a generic 500 that carries no stack trace.
+Each handler decodes its wire format into a `dataplane.Call` and a decoder, lets the data plane
+resolve, authorize, validate, batch, score and count, and encodes the answer. Errors are
+`RiskserveError`s raised through to the one renderer (riskserve.http), never built here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import StreamingResponse
 
 from riskserve.core import validation
+from riskserve.core.encoding import Columns
 from riskserve.core.scoring import Prediction, ScoringModel
-from riskserve.core.specs import KEYSTROKE_BY_SEED_NAME
-from riskserve.errors import BadRequest, InvalidInput, PayloadTooLarge, RiskserveError
-from riskserve.runtime import Runtime
-from riskserve.settings import Settings
+from riskserve.core.specs import KEYSTROKE_BY_SEED_NAME, ModelSpec
+from riskserve.dataplane import Call, DataPlane, Decoder, Inference
+from riskserve.errors import BadRequest, InvalidInput, PayloadTooLarge
 from riskserve.v1.schemas import PredictResponse
 
-logger = logging.getLogger("riskserve.v1.handlers")
+# The explanation's top reasons per row, unless the request asks for another number.
+DEFAULT_TOP = 3
+# A scored CSV stays in memory up to this size while the rest of the file validates, then on disk.
+SPOOL_BYTES = 64 * 1024 * 1024
+STREAM_BLOCK = 1024 * 1024
 
 
-def error_response(exc: RiskserveError) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=exc.status)
+def records(inputs: Sequence[Mapping[str, Any]]) -> Decoder:
+    """JSON rows (`[{feature: value}]`): the row count first, validation when asked."""
+    async def decode(model: ScoringModel) -> tuple[int, Callable[[], Columns]]:
+        return len(inputs), lambda: validation.columns_from_records(model.spec, inputs)
 
-
-async def guarded(rt: Runtime, model: str | None, work: Awaitable[Any],
-                  render: Callable[[RiskserveError], Response] = error_response) -> Any:
-    """Await an HTTP handler: count the request and it in flight, render riskserve errors with
-    `render` (JSON with their status), and hide anything unexpected behind a logged 500 that
-    carries no stack trace."""
-    rt.metrics.in_flight.inc()
-    rt.metrics.request(model, "http")
-    try:
-        return await work
-    except RiskserveError as exc:
-        rt.metrics.error(model, exc.reason)
-        return render(exc)
-    except Exception:
-        logger.exception("unexpected error while serving model %r", model)
-        rt.metrics.error(model, "internal")
-        return JSONResponse({"error": "internal error; the server log has the details"},
-                            status_code=500)
-    finally:
-        rt.metrics.in_flight.dec()
+    return decode
 
 
 def render(model: ScoringModel, pred: Prediction) -> PredictResponse:
@@ -65,45 +52,66 @@ def render(model: ScoringModel, pred: Prediction) -> PredictResponse:
     )
 
 
-def check_rows(rt: Runtime, rows: int) -> None:
-    if rows > rt.settings.max_rows:
-        raise PayloadTooLarge(f"{rows} rows in one request; the limit is "
-                              f"{rt.settings.max_rows} (use /v1/predict_csv for files)",
-                              {"field": "inputs", "limit_rows": rt.settings.max_rows})
-
-
-async def score(rt: Runtime, model: ScoringModel, columns: Mapping[str, np.ndarray], rows: int,
-                protocol: str) -> Prediction:
-    """Score validated columns through the model's batcher and count the rows served.
-
-    gRPC batches only grow while a model call runs off the event loop (riskserve.core.batching).
-    """
-    pred = await rt.registry.predict(model, columns, rows, inline=protocol != "grpc")
-    rt.metrics.predictions(model, rows, protocol)
-    return pred
-
-
-async def predict_rows(rt: Runtime, name: str, version: str | None,
-                       inputs: Sequence[Mapping[str, Any]]) -> PredictResponse:
+async def predict(dp: DataPlane, call: Call, inputs: Sequence[Mapping[str, Any]]
+                  ) -> PredictResponse:
     """POST /v1/predict: validate rows, score them (batched with concurrent requests)."""
-    model = rt.registry.resolve(name, version)
-    check_rows(rt, len(inputs))
-    columns = validation.columns_from_records(model.spec, inputs)
-    return render(model, await score(rt, model, columns, len(inputs), "http"))
+    result = await dp.infer(call, records(inputs))
+    return render(result.model, result.prediction)
 
 
-async def keystroke(rt: Runtime, seed_model: str, timings: Mapping[str, Any]) -> dict[str, Any]:
+async def keystroke(dp: DataPlane, call: Call, timings: Mapping[str, Any]) -> dict[str, Any]:
     """POST /v1/keystroke: the seed project's payload, answered with {"UserID": ...}."""
-    model = rt.registry.resolve(KEYSTROKE_BY_SEED_NAME[seed_model])
     row = {}
     for group in ("HT", "PPT", "RRT", "RPT"):
         row[f"{group.lower()}_mean"] = float(timings[group].Mean)
         row[f"{group.lower()}_std"] = float(timings[group].STD)
-    columns = validation.columns_from_records(model.spec, [row])
-    pred = await score(rt, model, columns, 1, "http")
-    user = pred.predictions[0]
+    result = await dp.infer(call, records([row]))
+    user = result.prediction.predictions[0]
     return {"UserID": user.item() if hasattr(user, "item") else user}
 
+
+def seed_call(seed_model: str, caller_call: Call) -> Call:
+    """The seed payload names its model "SVM" / "RF" / "XGB"."""
+    return Call(KEYSTROKE_BY_SEED_NAME[seed_model], None, caller_call.caller,
+                caller_call.protocol)
+
+
+def _top(top: int | None, spec: ModelSpec) -> int:
+    n = len(spec.feature_names) + len(spec.derived)
+    top = DEFAULT_TOP if top is None else top
+    if not 1 <= top <= n:
+        raise InvalidInput("top", f"an integer in [1, {n}] (the model's feature count)",
+                           got=top)
+    return top
+
+
+async def explain(dp: DataPlane, call: Call, inputs: Sequence[Mapping[str, Any]],
+                  top: int | None) -> dict[str, Any]:
+    """POST /v1/explain: /v1/predict's answer plus per-row contributions and top reasons."""
+    from riskserve.core import explain as ex
+
+    result = await dp.explain(call, records(inputs))
+    k = _top(top, result.model.spec)
+    body = render(result.model, result.prediction).model_dump()
+    expl = result.explanation
+    body["space"] = expl.space
+    body["explanations"] = [
+        {"base": float(expl.base[i]),
+         "contributions": dict(zip(expl.features, map(float, expl.contributions[i]),
+                                   strict=True)),
+         "reasons": ex.reasons(expl, i, inputs[i], k)}
+        for i in range(len(inputs))
+    ]
+    return body
+
+
+async def feedback(dp: DataPlane, call: Call, outcomes: Sequence[Any]) -> dict[str, Any]:
+    """POST /v1/feedback: ground truth for served predictions, counted, nothing stored."""
+    model, n = await dp.feedback(call, outcomes)
+    return {"model": model.spec.name, "version": model.version, "accepted": n}
+
+
+# ---- CSV ------------------------------------------------------------------------------------
 
 def _prediction_columns(model: ScoringModel, pred: Prediction) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {"prediction": pred.predictions}
@@ -123,30 +131,60 @@ def _chunks(path: Path, chunk_rows: int) -> pd.io.parsers.TextFileReader:
         raise BadRequest(f"the file is not a readable CSV: {exc}", {"field": "file"}) from None
 
 
-async def predict_csv(rt: Runtime, path: Path, name: str, version: str | None
-                      ) -> StreamingResponse:
-    """POST /v1/predict_csv: validate the whole file, then stream it back with predictions.
+def _next_chunk(reader: pd.io.parsers.TextFileReader) -> pd.DataFrame | None:
+    try:
+        return next(reader, None)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the file is not a readable CSV: {exc}", {"field": "file"}) from None
 
-    Validation reads the file once in chunks before the first byte is sent, so a bad row deep in
-    a large file is still a clean 4xx naming the row, and memory stays bounded by the chunk size.
+
+async def predict_csv(dp: DataPlane, call: Call, path: Path, explain: bool = False
+                      ) -> StreamingResponse:
+    """POST /v1/predict_csv: the file with predictions (and `reason_1..3` when `explain`).
+
+    One pass over the file: each chunk is parsed, validated, scored and rendered, and the
+    rendered chunks wait in a spooled temporary file until the last row validated. So a bad row
+    deep in a large file is still a clean 4xx naming the row (nothing has been sent yet), the
+    file is parsed once, and memory stays bounded by the chunk size and SPOOL_BYTES.
     """
-    model = rt.registry.resolve(name, version)
-    settings = rt.settings
-    rows = await asyncio.to_thread(_validate_file, model, settings, path)
+    from riskserve.core import explain as ex
+
+    settings = dp.settings
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (streamed later)
+    try:
+        async with dp.accounted(call):
+            model = dp.resolve(call)
+            if explain and not ex.can_explain(model):
+                raise ex.NotExplainable(model.spec.name, ex.explainable(
+                    [dp.registry.production[n] for n in dp.visible(call.caller)]))
+            reader = await asyncio.to_thread(_chunks, path, settings.csv_chunk_rows)
+            rows = 0
+            while (chunk := await asyncio.to_thread(_next_chunk, reader)) is not None:
+                if rows + len(chunk) > settings.csv_max_rows:
+                    raise PayloadTooLarge(f"the CSV has more than {settings.csv_max_rows} rows; "
+                                          "split it",
+                                          {"field": "file", "limit_rows": settings.csv_max_rows})
+                columns = await asyncio.to_thread(validation.columns_from_frame, model.spec,
+                                                  chunk, rows)
+                pred = await dp.score_chunk(model, columns, len(chunk), call.protocol)
+                added = _prediction_columns(model, pred)
+                if explain:
+                    added |= ex.reason_columns(await dp.explain_chunk(model, columns, len(chunk)))
+                await asyncio.to_thread(_render, out, chunk, added, rows == 0)
+                rows += len(chunk)
+            if rows == 0:
+                raise InvalidInput("file", "at least one data row after the header")
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
 
     async def stream() -> AsyncIterator[bytes]:
-        offset = 0
-        for chunk in _chunks(path, settings.csv_chunk_rows):
-            columns = validation.columns_from_frame(model.spec, chunk, offset)
-            # Big chunks gain nothing from batching with others: score them directly.
-            pred = await asyncio.to_thread(rt.registry.score, model, columns)
-            rt.metrics.predictions(model, len(chunk), "http")
-            for col, values in _prediction_columns(model, pred).items():
-                chunk[col] = values
-            buf = io.StringIO()
-            chunk.to_csv(buf, index=False, header=offset == 0)
-            offset += len(chunk)
-            yield buf.getvalue().encode()
+        try:
+            while block := await asyncio.to_thread(out.read, STREAM_BLOCK):
+                yield block
+        finally:
+            out.close()
 
     return StreamingResponse(stream(), media_type="text/csv",
                              headers={"x-riskserve-rows": str(rows),
@@ -154,67 +192,14 @@ async def predict_csv(rt: Runtime, path: Path, name: str, version: str | None
                                       "x-riskserve-version": model.version})
 
 
-def _validate_file(model: ScoringModel, settings: Settings, path: Path) -> int:
-    rows = 0
-    for chunk in _chunks(path, settings.csv_chunk_rows):
-        validation.columns_from_frame(model.spec, chunk, rows)
-        rows += len(chunk)
-        if rows > settings.csv_max_rows:
-            raise PayloadTooLarge(f"the CSV has more than {settings.csv_max_rows} rows; split it",
-                                  {"field": "file", "limit_rows": settings.csv_max_rows})
-    if rows == 0:
-        raise InvalidInput("file", "at least one data row after the header")
-    return rows
+def _render(out: IO[bytes], chunk: pd.DataFrame, added: Mapping[str, np.ndarray],
+            header: bool) -> None:
+    for col, values in added.items():
+        chunk[col] = values
+    buf = io.StringIO()
+    chunk.to_csv(buf, index=False, header=header)
+    out.write(buf.getvalue().encode())
 
 
-def install_bentoml_fixes() -> bool:
-    """Patch three answers of BentoML 1.4's @bentoml.api handling (idempotent).
-
-    Found by fuzzing /docs.json with schemathesis (tests/test_fuzz.py):
-    - a malformed multipart upload made Starlette raise HTTPException(400) inside BentoML's
-      request parsing, which BentoML answered with a generic 500; it is now that 400, as JSON;
-    - BentoML rendered its own 4xx exceptions as a one-element JSON list, not an object;
-    - /docs.json declared only 200/400/404/500 with a string `detail`, so the service's real
-      401/413/422/429/504 answers and structured details violated its own schema
-      (see `schemas.complete_openapi`).
-    Runs when this module is imported, which service.py does before BentoML builds its app.
-    The timeout middleware fix lives in riskserve.limits.
-    """
-    try:
-        from _bentoml_impl.server.app import ServiceAppFactory
-        from bentoml.exceptions import BentoMLException
-    except ImportError:  # BentoML not installed (training-only environments)
-        return False
-    if getattr(ServiceAppFactory, "_riskserve_fixed", False):
-        return False
-    from starlette.exceptions import HTTPException
-
-    from riskserve.v1.schemas import complete_openapi
-
-    original_endpoint = ServiceAppFactory.api_endpoint
-
-    async def api_endpoint(self: Any, name: str, request: Any) -> Any:
-        try:
-            return await original_endpoint(self, name, request)
-        except HTTPException as exc:  # e.g. "Invalid multipart data." from the form parser
-            return JSONResponse({"error": str(exc.detail), "detail": {"field": "body"}},
-                                status_code=exc.status_code)
-        except BentoMLException as exc:
-            if exc.error_code.value >= 500:
-                raise  # BentoML's own generic 500 (logged), as before
-            return JSONResponse({"error": str(exc)}, status_code=exc.error_code.value)
-
-    async def openapi_spec_view(self: Any, request: Any) -> Any:
-        try:
-            return JSONResponse(complete_openapi(self.service.openapi_spec.asdict()))
-        except Exception:
-            logger.exception("failed to generate the OpenAPI document")
-            return JSONResponse({"error": "Failed to generate OpenAPI spec"}, status_code=500)
-
-    ServiceAppFactory.api_endpoint = api_endpoint
-    ServiceAppFactory.openapi_spec_view = openapi_spec_view
-    ServiceAppFactory._riskserve_fixed = True
-    return True
-
-
-install_bentoml_fixes()
+__all__ = ["Inference", "explain", "feedback", "keystroke", "predict", "predict_csv",
+           "seed_call"]

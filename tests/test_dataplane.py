@@ -1,0 +1,250 @@
+"""The data plane in process (fastest tier): resolve, authorize, admit, validate, batch, score,
+count, shadow and feedback, on the quick-trained models of the session store. No server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from riskserve.auth import ANONYMOUS, Caller
+from riskserve.core.batching import CostModel, MicroBatcher, split_predictions
+from riskserve.core.registry import Registry
+from riskserve.core.scoring import Prediction
+from riskserve.core.specs import MODEL_NAMES, SPECS
+from riskserve.core.validation import columns_from_frame, columns_from_records
+from riskserve.dataplane import Call, DataPlane, parse_overrides
+from riskserve.devtools.samples import GOOD_FRAUD, records, sample_frame
+from riskserve.errors import (
+    Forbidden,
+    InternalError,
+    InvalidInput,
+    ModelNotFound,
+    Overloaded,
+    PayloadTooLarge,
+)
+from riskserve.metrics import get_metrics
+from riskserve.settings import Settings
+from riskserve.v1 import handlers
+
+
+def make_dp(trained: dict, **settings: Any) -> DataPlane:
+    metrics = get_metrics()
+    registry = Registry({n: trained[n].model for n in MODEL_NAMES}, on_load=metrics.model_loaded)
+    return DataPlane(registry, Settings(**settings), metrics)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def sample_value(metric: Any, **labels: str) -> float:
+    for family in metric.collect():
+        for s in family.samples:
+            if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_infer_equals_the_model_for_every_family(trained: dict, name: str) -> None:
+    dp = make_dp(trained)
+    frame = sample_frame(name, 12)
+    result = run(dp.infer(Call(name), handlers.records(records(name, frame))))
+    expected = trained[name].model.predict(columns_from_frame(SPECS[name], frame))
+    assert result.model.version == trained[name].version
+    assert result.prediction.predictions.tolist() == expected.predictions.tolist()
+    if expected.probabilities is not None:
+        np.testing.assert_allclose(result.prediction.probabilities, expected.probabilities,
+                                   rtol=1e-6)
+
+
+def test_unknown_model_lists_only_what_the_caller_may_use(trained: dict) -> None:
+    dp = make_dp(trained)
+    scoped = Caller("loans", frozenset({"risk-flag"}))
+    with pytest.raises(ModelNotFound) as err:
+        run(dp.infer(Call("frauds", None, scoped), handlers.records([GOOD_FRAUD])))
+    assert err.value.detail["known"] == ["risk-flag"]
+
+
+def test_key_outside_its_scope_is_forbidden_before_any_decoding(trained: dict) -> None:
+    dp = make_dp(trained)
+    scoped = Caller("loans", frozenset({"risk-flag"}))
+    decoded: list[str] = []
+
+    async def decode(model: Any) -> Any:
+        decoded.append(model.spec.name)
+        raise AssertionError("must not decode for a forbidden caller")
+
+    before = sample_value(get_metrics().auth_failures_total, reason="forbidden", key="loans")
+    with pytest.raises(Forbidden) as err:
+        run(dp.infer(Call("fraud", None, scoped), decode))
+    assert decoded == []
+    assert err.value.status == 403 and err.value.detail["field"] == "model"
+    assert err.value.message == "key 'loans' may not use model 'fraud'; it may use: risk-flag"
+    after = sample_value(get_metrics().auth_failures_total, reason="forbidden", key="loans")
+    assert after == before + 1
+    assert [m["name"] for m in dp.models(scoped)] == ["risk-flag"]
+
+
+def test_row_limit_is_checked_before_validation(trained: dict) -> None:
+    dp = make_dp(trained, max_rows=3)
+    validated: list[bool] = []
+
+    async def decode(model: Any) -> Any:
+        return 4, lambda: validated.append(True)
+
+    with pytest.raises(PayloadTooLarge):
+        run(dp.infer(Call("fraud"), decode))
+    assert validated == []
+
+
+def test_invalid_rows_are_counted_and_raised(trained: dict) -> None:
+    dp = make_dp(trained)
+    before = sample_value(get_metrics().request_errors_total, model="fraud",
+                          reason="invalid_input")
+    with pytest.raises(InvalidInput):
+        run(dp.infer(Call("fraud"), handlers.records([{**GOOD_FRAUD, "amount": -1}])))
+    assert sample_value(get_metrics().request_errors_total, model="fraud",
+                        reason="invalid_input") == before + 1
+
+
+def test_unexpected_errors_become_internal_error(trained: dict) -> None:
+    dp = make_dp(trained)
+
+    async def decode(model: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(InternalError) as err:
+        run(dp.infer(Call("fraud"), decode))
+    assert "a bug" not in err.value.message
+
+
+def test_a_models_inflight_limit_sheds_only_that_model(trained: dict) -> None:
+    dp = make_dp(trained, model_max_concurrency=2,
+                 model_max_concurrency_overrides="keystroke-rf=1")
+    assert dp._limits["keystroke-rf"] == 1 and dp._limits["fraud"] == 2
+    release = asyncio.Event()
+
+    async def scenario() -> tuple[list[Any], Any]:
+        async def slow(model: Any) -> Any:
+            await release.wait()
+            return 1, lambda: columns_from_records(model.spec, rf_rows)
+
+        rf_rows = records("keystroke-rf", sample_frame("keystroke-rf", 1))
+        held = asyncio.ensure_future(dp.infer(Call("keystroke-rf"), slow))
+        await asyncio.sleep(0)
+        shed = await asyncio.gather(dp.infer(Call("keystroke-rf"), handlers.records(rf_rows)),
+                                    return_exceptions=True)
+        fraud = await dp.infer(Call("fraud"), handlers.records([GOOD_FRAUD]))
+        release.set()
+        await held
+        return shed, fraud
+
+    shed, fraud = run(scenario())
+    assert isinstance(shed[0], Overloaded) and shed[0].status == 429
+    assert fraud.prediction.predictions.tolist() == [1]
+
+
+def test_parse_overrides() -> None:
+    assert parse_overrides(" keystroke-rf=8, fraud=256 ,") == {"keystroke-rf": 8, "fraud": 256}
+
+
+# ---- scheduling ----------------------------------------------------------------------------
+
+def test_cost_model_estimates_from_smaller_classes() -> None:
+    cost = CostModel()
+    assert cost.estimate(1) is None
+    cost.observe(1, 0.002)
+    assert cost.estimate(1) == pytest.approx(0.002)
+    assert cost.estimate(8) == pytest.approx(0.002 * 8)  # scaled from the 1-row class
+    cost.observe(1, 0.0)
+    assert cost.estimate(1) < 0.002  # moving average
+
+
+def _batcher(seconds: Callable[[int], float]) -> tuple[MicroBatcher[Prediction], list[str]]:
+    import threading
+    import time
+
+    where: list[str] = []
+    main = threading.main_thread()
+
+    def call(columns: Any) -> Prediction:
+        n = len(next(iter(columns.values())))
+        where.append("loop" if threading.current_thread() is main else "thread")
+        time.sleep(seconds(n))
+        return Prediction(np.zeros(n))
+
+    return MicroBatcher(call, 512, split_predictions, inline_budget_s=0.001), where
+
+
+def test_heavy_calls_leave_the_event_loop_cheap_ones_stay() -> None:
+    heavy, heavy_where = _batcher(lambda n: 0.005)
+    cheap, cheap_where = _batcher(lambda n: 0.0)
+
+    async def scenario() -> None:
+        for b in (heavy, cheap):
+            for _ in range(3):
+                await b.submit({"x": np.zeros(1)}, 1)
+
+    run(scenario())
+    # the first call of a size class is measured on the model's thread, then it is known
+    assert heavy_where == ["thread", "thread", "thread"]
+    assert cheap_where == ["thread", "loop", "loop"]
+
+
+def test_concurrent_requests_share_one_call() -> None:
+    b, where = _batcher(lambda n: 0.002)
+
+    async def scenario() -> list[Prediction]:
+        return await asyncio.gather(*(b.submit({"x": np.zeros(2)}, 2) for _ in range(5)))
+
+    parts = run(scenario())
+    assert [len(p) for p in parts] == [2] * 5
+    assert len(where) <= 2  # at most: the first alone, then everyone queued meanwhile
+
+
+# ---- feedback and shadow -------------------------------------------------------------------
+
+def test_feedback_counts_binary_pairs(trained: dict) -> None:
+    dp = make_dp(trained)
+    m = get_metrics().feedback_total
+    version = trained["fraud"].version
+    before = sample_value(m, model="fraud", version=version, predicted="1", actual="0")
+    model, n = run(dp.feedback(Call("fraud"), [{"predicted": 1, "actual": 0},
+                                               {"predicted": 1, "actual": 0},
+                                               {"predicted": 0, "actual": 0}]))
+    assert n == 3 and model.version == version
+    assert sample_value(m, model="fraud", version=version, predicted="1",
+                        actual="0") == before + 2
+
+
+def test_shadow_scores_the_candidate_after_answering(trained: dict) -> None:
+    metrics = get_metrics()
+    prod = trained["phishing"].model
+    registry = Registry({n: trained[n].model for n in MODEL_NAMES},
+                        candidates={"phishing": prod}, on_load=metrics.model_loaded)
+    dp = DataPlane(registry, Settings(), metrics)
+    # the same version as its own candidate would be skipped: use a copy with another version
+    from dataclasses import replace
+
+    cand = replace(prod, version=prod.version + "-cand")
+    registry.candidates["phishing"] = cand
+    rows = records("phishing", sample_frame("phishing", 7))
+    before = sample_value(metrics.shadow_rows_total, model="phishing", candidate=cand.version)
+
+    async def scenario() -> Any:
+        result = await dp.infer(Call("phishing"), handlers.records(rows))
+        await asyncio.gather(*dp._shadow_tasks)
+        return result
+
+    result = run(scenario())
+    assert result.model is prod
+    assert sample_value(metrics.shadow_rows_total, model="phishing",
+                        candidate=cand.version) == before + 7
+    assert sample_value(metrics.shadow_disagreements_total, model="phishing",
+                        candidate=cand.version) == 0
+    assert ANONYMOUS.may_use("phishing")
