@@ -140,7 +140,10 @@ def train(spec: ModelSpec, family: ModuleType, prepared: Prepared, *, quick: boo
         extra = {"data_source": prepared.source, "data_fingerprint": prepared.fingerprint,
                  "n_train": len(train_idx), "n_test": len(test_idx), "algorithm": algorithm,
                  "library_versions": library_versions(), "quick": quick, "seed": seed}
-        version = store.save_model(model, metrics, extra)
+        # The held-out matrix decides whether the compiled artifact is served (parity, speed);
+        # the metrics above stay the native model's, the source of truth for promotion.
+        version = store.save_model(model, metrics, extra,
+                                   holdout=encoder.transform(col_test))
         model.version = version
         if not store.has_production(spec.name):
             promotion = store.promote(spec.name, version)
@@ -162,7 +165,7 @@ def library_versions() -> dict[str, str]:
 
     out = {}
     for dist in ("bentoml", "scikit-learn", "xgboost-cpu", "lightgbm", "skops", "numpy",
-                 "pandas"):
+                 "pandas", "onnx", "onnxruntime", "skl2onnx", "onnxmltools"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:

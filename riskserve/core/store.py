@@ -10,17 +10,22 @@ no pointer file, so there the newest (only) version of each model is production.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import bentoml
+import numpy as np
 
-from riskserve.core.adapters import load_adapter
+from riskserve.core.adapters import Adapter, load_adapter
+from riskserve.core.compiled import CompileReport, DispatchAdapter, OnnxAdapter, compile_version
 from riskserve.core.encoding import Encoder
 from riskserve.core.scoring import ScoringModel
 from riskserve.core.specs import ModelSpec, get_spec
@@ -61,8 +66,14 @@ def git_commit() -> str:
         return "unknown"
 
 
-def save_model(model: ScoringModel, metrics: dict[str, float], extra: dict[str, Any]) -> str:
-    """Save a fitted scoring model as a new version; returns the version string."""
+def save_model(model: ScoringModel, metrics: dict[str, float], extra: dict[str, Any],
+               holdout: np.ndarray | None = None) -> str:
+    """Save a fitted scoring model as a new version; returns the version string.
+
+    With `holdout` (the encoded held-out matrix), the native model is also compiled to ONNX and
+    the compiled artifact is served if it passes the parity check and measures faster; the
+    manifest and the version's metadata name the runtime served and why.
+    """
     spec = model.spec
     labels = {
         "task": spec.task,
@@ -81,12 +92,19 @@ def save_model(model: ScoringModel, metrics: dict[str, float], extra: dict[str, 
     with bentoml.models.create(spec.name, labels=labels, metadata=metadata) as bm:
         directory = Path(bm.path)
         model_file = model.adapter.save(directory)  # type: ignore[attr-defined]
+        report = _compile(model, directory, holdout)
+        files = [model_file, *([report.file] if report.file else [])]
         manifest = {
             "name": spec.name,
             "task": spec.task,
             "algorithm": model.info.get("algorithm", spec.algorithm),
             "framework": model.adapter.framework,
+            "runtime": report.runtime,
             "model_file": model_file,
+            "compiled": report.to_json(),
+            # Checked at load, so a truncated or corrupted file is named instead of half-parsed
+            # (LightGBM's text reader, for one, accepts some truncations silently).
+            "sha256": {name: _sha256(directory / name) for name in files},
             "classes": [c.item() if hasattr(c, "item") else c for c in model.classes],
             "threshold": model.threshold,
             "features": [{"name": f.name, "kind": f.kind} for f in spec.features],
@@ -101,7 +119,29 @@ def save_model(model: ScoringModel, metrics: dict[str, float], extra: dict[str, 
             if model.prediction_reference else None,
         }
         _write_json(directory / REFERENCE_FILE, refs)
+        # BentoML writes the metadata when the context closes: `bentoml models get` shows it.
+        bm.info.metadata["runtime"] = report.runtime
+        bm.info.metadata["runtime_reason"] = report.reason
+    model.info["runtime"] = report.runtime
     return str(bm.tag.version)
+
+
+def _compile(model: ScoringModel, directory: Path, holdout: np.ndarray | None) -> CompileReport:
+    """Compile beside the native file; parity and timing use the native model as reloaded from
+    this folder, i.e. exactly what a worker would serve otherwise (one thread, same file)."""
+    framework = model.adapter.framework
+    if holdout is None or len(holdout) == 0:
+        return CompileReport(framework, reason="no held-out rows to check parity on")
+    native = load_adapter(framework, directory, model.spec.task)
+    return compile_version(directory, model.spec, native, holdout, model.threshold)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -110,24 +150,113 @@ def _write_json(path: Path, data: Any) -> None:
 
 def load_from_path(spec: ModelSpec, directory: Path, version: str,
                    info: dict[str, Any] | None = None) -> ScoringModel:
-    """Rebuild a ScoringModel from a model folder (local store or a packed Bento)."""
-    manifest = json.loads((directory / MANIFEST_FILE).read_text())
-    if manifest["name"] != spec.name:
-        raise ConfigurationError(f"{directory} holds '{manifest['name']}', not '{spec.name}'")
-    refs = json.loads((directory / REFERENCE_FILE).read_text())
+    """Rebuild a ScoringModel from a model folder (local store or a packed Bento).
+
+    Any unreadable, truncated or corrupt file raises ConfigurationError with one line naming the
+    model, the version and the file, so a service refuses to start with a message that says
+    what to retrain or restore, never a framework traceback.
+    """
+    guard = _LoadGuard(spec.name, version)
+    manifest = guard.json(directory / MANIFEST_FILE)
+    with guard.file(directory / MANIFEST_FILE):
+        if manifest["name"] != spec.name:
+            raise ConfigurationError(f"it holds '{manifest['name']}', not '{spec.name}'")
+        framework = manifest["framework"]
+        runtime = manifest.get("runtime", framework)
+        checksums = dict(manifest.get("sha256", {}))
+        compiled_info = manifest.get("compiled", {})
+        served_file = compiled_info.get("file") if runtime != framework else None
+        native_from_rows = compiled_info.get("native_from_rows")
+        classes = manifest["classes"]
+        threshold = float(manifest["threshold"])
+    refs = guard.json(directory / REFERENCE_FILE)
+    encoder_json = guard.json(directory / ENCODER_FILE)
+    with guard.file(directory / ENCODER_FILE):
+        encoder = Encoder.from_json(spec, encoder_json)
+    with guard.file(directory / REFERENCE_FILE):
+        references = {k: Reference.from_json(v) for k, v in refs["features"].items()}
+        prediction_reference = (Reference.from_json(refs["prediction"]) if refs["prediction"]
+                                else None)
+
+    def native() -> Adapter:
+        path = directory / manifest["model_file"]
+        guard.verify(path, checksums.get(path.name))
+        with guard.file(path):
+            return load_adapter(framework, directory, spec.task)
+
+    native_loader = None
+    adapter: Adapter
+    if served_file:
+        path = directory / str(served_file)
+        guard.verify(path, checksums.get(path.name))
+        with guard.file(path):
+            adapter = OnnxAdapter.load(directory, spec.task)
+        if native_from_rows:  # large batches go to the native model: load it now
+            dispatch = DispatchAdapter(adapter, native(), int(native_from_rows))
+            adapter, native_loader = dispatch, lambda: dispatch.native
+        else:
+            native_loader = native  # explanations load the booster/estimator on first use
+    else:
+        adapter = native()
     return ScoringModel(
         spec=spec,
-        encoder=Encoder.from_json(spec, json.loads((directory / ENCODER_FILE).read_text())),
-        adapter=load_adapter(manifest["framework"], directory, spec.task),
+        encoder=encoder,
+        adapter=adapter,
         version=version,
-        classes=manifest["classes"],
-        threshold=float(manifest["threshold"]),
-        references={k: Reference.from_json(v) for k, v in refs["features"].items()},
-        prediction_reference=Reference.from_json(refs["prediction"]) if refs["prediction"]
-        else None,
-        info={"algorithm": manifest["algorithm"], "framework": manifest["framework"],
-              "runtime": manifest.get("runtime", manifest["framework"]), **(info or {})},
+        classes=classes,
+        threshold=threshold,
+        references=references,
+        prediction_reference=prediction_reference,
+        info={"algorithm": manifest["algorithm"], "framework": framework, "runtime": runtime,
+              **(info or {})},
+        native_loader=native_loader,
     )
+
+
+class _LoadGuard:
+    """Turns any failure reading one file of a version into a one-line ConfigurationError."""
+
+    def __init__(self, name: str, version: str) -> None:
+        self.prefix = f"model '{name}' version '{version}' cannot be loaded"
+
+    @contextmanager
+    def file(self, path: Path) -> Iterator[None]:
+        try:
+            yield
+        except FileNotFoundError as exc:
+            raise ConfigurationError(f"{self.prefix}: {path} is missing") from exc
+        except PermissionError as exc:
+            raise ConfigurationError(
+                f"{self.prefix}: {path} is unreadable ({_one_line(exc)})") from exc
+        except ConfigurationError as exc:
+            if str(exc).startswith(self.prefix):
+                raise
+            raise ConfigurationError(f"{self.prefix}: {path}: {_one_line(exc)}") from exc
+        except Exception as exc:  # every framework has its own parse error types
+            raise ConfigurationError(
+                f"{self.prefix}: {path} is corrupt or truncated ({_one_line(exc)})") from exc
+
+    def json(self, path: Path) -> Any:
+        with self.file(path):
+            return json.loads(path.read_text())
+
+    def verify(self, path: Path, expected: str | None) -> None:
+        """Compare the file's sha256 with the manifest's (versions saved before it had none)."""
+        if expected is None:
+            return
+        with self.file(path):
+            actual = _sha256(path)
+        if actual != expected:
+            raise ConfigurationError(
+                f"{self.prefix}: {path} is corrupt or truncated (sha256 {actual[:12]}…, "
+                f"the manifest says {expected[:12]}…)")
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: first line`: XGBoost and others append multi-line stack traces to messages."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0].strip()[:300] if lines else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def load_stored(stored: Any) -> ScoringModel:
@@ -146,6 +275,9 @@ def list_versions(name: str) -> list[Any]:
         models = [m for m in bentoml.models.list(name) if m.tag.name == name]
     except bentoml.exceptions.NotFound:
         return []
+    except (OSError, bentoml.exceptions.BentoMLException) as exc:
+        raise ConfigurationError(f"model '{name}' cannot be loaded: the model store at "
+                                 f"{bentoml_home()} is unreadable ({_one_line(exc)})") from exc
     return sorted(models, key=lambda m: m.info.creation_time, reverse=True)
 
 
