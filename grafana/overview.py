@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, timeseries
+from grafana_foundation_sdk.builders import dashboard, timeseries
 
 from grafana.panels import (
     API,
@@ -20,6 +20,7 @@ from grafana.panels import (
     namespace_variable,
     new_dashboard,
     pod_variable,
+    quantile_queries,
     query,
     timeseries_panel,
     to_json,
@@ -28,18 +29,6 @@ from grafana.panels import (
 
 UID = "riskserve-overview"
 TITLE = "riskserve / Service overview"
-QUANTILES = (0.5, 0.95, 0.99)
-
-
-def _quantiles(by: str, buckets: str) -> list[prometheus.Dataquery]:
-    # One target per quantile; `buckets` is the per-second bucket rate, `by` the split label.
-    return [
-        query(
-            f"histogram_quantile({q}, sum by ({by}, le) ({buckets}))",
-            f"{{{{{by}}}}} p{round(q * 100)}",
-        )
-        for q in QUANTILES
-    ]
 
 
 # Traffic ---------------------------------------------------------------------------------------
@@ -100,6 +89,20 @@ def model_calls_timeseries() -> timeseries.Panel:
     )
 
 
+def requests_key_timeseries() -> timeseries.Panel:
+    return timeseries_panel(
+        "Requests per second by API key",
+        "Prediction requests per second (any outcome) by the calling key's name, as the keys "
+        "file names it (name=..., else key-<first 8 hex of its sha256>; never the key "
+        "itself). \"unknown\" is a request without a valid key. Who is using the models.",
+        "reqps",
+        query(
+            f"sum by (key) (rate(riskserve_requests_total{{{MODELS}}}[$__rate_interval]))",
+            "{{key}}",
+        ),
+    )
+
+
 # Latency ---------------------------------------------------------------------------------------
 
 
@@ -110,8 +113,8 @@ def inference_latency_timeseries() -> timeseries.Panel:
         "riskserve_inference_seconds histogram. The dashed line is the "
         "RiskserveInferenceLatencyHigh threshold on p99 (1s for 10m).",
         "s",
-        *_quantiles(
-            "model", f"rate(riskserve_inference_seconds_bucket{{{MODELS}}}[$__rate_interval])"
+        *quantile_queries(
+            ("model",), f"rate(riskserve_inference_seconds_bucket{{{MODELS}}}[$__rate_interval])"
         ),
         height=10,
     )
@@ -124,11 +127,26 @@ def http_latency_timeseries() -> timeseries.Panel:
         "End-to-end HTTP request duration per route (parsing, auth, batching wait, model, "
         "response) from BentoML's bentoml_service_request_duration_seconds histogram.",
         "s",
-        *_quantiles(
-            "endpoint",
+        *quantile_queries(
+            ("endpoint",),
             by_endpoint(
                 f"rate(bentoml_service_request_duration_seconds_bucket{{{API}}}[$__rate_interval])"
             ),
+        ),
+        height=10,
+    )
+
+
+def explain_latency_timeseries() -> timeseries.Panel:
+    return timeseries_panel(
+        "Explanation latency p50 / p95 / p99 by model",
+        "Compute time per explanation call (/v1/explain, OIP explain=true, CSV explain=true) "
+        "from the riskserve_explain_seconds histogram. Exact tree SHAP and linear "
+        "contributions cost more than a prediction and run on their own batcher path, so "
+        "this latency does not add to the prediction latency beside it.",
+        "s",
+        *quantile_queries(
+            ("model",), f"rate(riskserve_explain_seconds_bucket{{{MODELS}}}[$__rate_interval])"
         ),
         height=10,
     )
@@ -141,8 +159,9 @@ def request_errors_timeseries() -> timeseries.Panel:
     return timeseries_panel(
         "Failed requests per second by model and reason",
         "Rejected or failed requests per second. Client errors: invalid_input (400/422), "
-        "not_found (404), payload_too_large (413). Server errors: overloaded (503, shed under "
-        "load) and internal (500).",
+        "not_found (404), payload_too_large (413), forbidden (403, a key outside its scope) "
+        "and rate_limited (429, a key over its rate). Server errors: overloaded (429, the "
+        "model's in-flight limit shed it) and internal (500).",
         "reqps",
         query(
             "sum by (model, reason) "
@@ -155,9 +174,10 @@ def request_errors_timeseries() -> timeseries.Panel:
 def error_ratio_timeseries() -> timeseries.Panel:
     panel = timeseries_panel(
         "Error ratio by model (5m, as alerted)",
-        "Failed requests / (failed requests + successful model calls) over 5m, the recorded "
+        "Failed requests / requests over 5m (summed over keys and protocols), the recorded "
         "series the alerts read: all reasons (RiskserveErrorRatioHigh above 5%) and "
-        "server-side only (RiskserveServerErrorRatioHigh above 1%). Idle models show no line.",
+        "server-side only, internal or overloaded (RiskserveServerErrorRatioHigh above 1%). "
+        "Idle models show no line.",
         "percentunit",
         query(f"riskserve:error_ratio:5m{{{MODELS}}}", "{{model}} all"),
         query(f"riskserve:server_error_ratio:5m{{{MODELS}}}", "{{model}} server"),
@@ -169,7 +189,8 @@ def http_responses_timeseries() -> timeseries.Panel:
     return timeseries_panel(
         "HTTP responses per second by status code",
         "HTTP responses per second by status code as counted by BentoML (probes excluded). "
-        "401 is an auth failure, 4xx a client error, 5xx ours.",
+        "401 is a missing or invalid key, 403 a key outside its scope, 429 a key over its "
+        "rate or a model at its in-flight limit, other 4xx a client error, 5xx ours.",
         "reqps",
         query(
             "sum by (http_response_code) "
@@ -182,8 +203,10 @@ def http_responses_timeseries() -> timeseries.Panel:
 def auth_failures_timeseries() -> timeseries.Panel:
     panel = timeseries_panel(
         "Auth failures per second by protocol and reason",
-        "Requests rejected before any model work for a missing or invalid API key, over HTTP "
-        "and gRPC. The dashed line is the RiskserveAuthFailureSpike threshold (1/s for 5m).",
+        "Requests rejected before any model work, over HTTP and gRPC: missing or invalid API "
+        "key (401 / UNAUTHENTICATED) and forbidden, a valid key calling a model outside its "
+        "models= scope (403 / PERMISSION_DENIED). The dashed line is the "
+        "RiskserveAuthFailureSpike threshold on their sum per protocol (1/s for 5m).",
         "reqps",
         query(
             "sum by (protocol, reason) "
@@ -192,6 +215,26 @@ def auth_failures_timeseries() -> timeseries.Panel:
         ),
     )
     return with_threshold_lines(panel, (1.0, RED))
+
+
+def refused_key_timeseries() -> timeseries.Panel:
+    return timeseries_panel(
+        "Calls refused per second by API key (rate limit, scope)",
+        "Calls refused by a key's own limits, by key name: over its rate= token bucket (429 "
+        "with Retry-After / RESOURCE_EXHAUSTED, riskserve_rate_limited_total) and outside its "
+        "models= scope (403 / PERMISSION_DENIED). Other keys are unaffected; a steady line is "
+        "a client that needs a higher rate or a wider scope.",
+        "reqps",
+        query(
+            f"sum by (key) (rate(riskserve_rate_limited_total{{{SERVICE}}}[$__rate_interval]))",
+            "{{key}} rate-limited",
+        ),
+        query(
+            "sum by (key) (rate(riskserve_auth_failures_total"
+            f'{{{SERVICE}, reason="forbidden"}}[$__rate_interval]))',
+            "{{key}} forbidden",
+        ),
+    )
 
 
 # Batching and saturation -----------------------------------------------------------------------
@@ -236,6 +279,22 @@ def requests_in_flight_timeseries() -> timeseries.Panel:
     )
 
 
+def overload_sheds_timeseries() -> timeseries.Panel:
+    return timeseries_panel(
+        "Requests shed per second by model (in-flight limit)",
+        "Requests refused with 429 / RESOURCE_EXHAUSTED because that model already had its "
+        "limit of requests in flight in the worker (reason overloaded). Only the busy model "
+        "sheds; the others keep answering. Counted as server-side failures by "
+        "RiskserveServerErrorRatioHigh.",
+        "reqps",
+        query(
+            "sum by (model) (rate(riskserve_request_errors_total"
+            f'{{{MODELS}, reason="overloaded"}}[$__rate_interval]))',
+            "{{model}}",
+        ),
+    )
+
+
 def cpu_usage_timeseries() -> timeseries.Panel:
     return timeseries_panel(
         "CPU usage by pod (cores)",
@@ -266,7 +325,8 @@ def build() -> dict[str, Any]:
         new_dashboard(
             TITLE,
             UID,
-            "Traffic, latency, errors, batching and saturation of the riskserve model service.",
+            "Traffic (by model, protocol and API key), latency, errors and refusals, batching "
+            "and saturation of the riskserve model service.",
             "now-3h",
         )
         .with_variable(datasource_variable())
@@ -279,17 +339,21 @@ def build() -> dict[str, Any]:
         .with_panel(http_requests_timeseries())
         .with_panel(predictions_protocol_timeseries())
         .with_panel(model_calls_timeseries())
+        .with_panel(requests_key_timeseries().span(24))
         .with_row(dashboard.Row("Latency"))
         .with_panel(inference_latency_timeseries())
         .with_panel(http_latency_timeseries())
+        .with_panel(explain_latency_timeseries().span(24))
         .with_row(dashboard.Row("Errors"))
         .with_panel(request_errors_timeseries())
         .with_panel(error_ratio_timeseries())
         .with_panel(http_responses_timeseries())
         .with_panel(auth_failures_timeseries())
+        .with_panel(refused_key_timeseries().span(24))
         .with_row(dashboard.Row("Batching and saturation"))
         .with_panel(batch_rows_timeseries())
         .with_panel(requests_in_flight_timeseries())
+        .with_panel(overload_sheds_timeseries().span(24))
         .with_panel(cpu_usage_timeseries())
         .with_panel(memory_usage_timeseries())
     )

@@ -91,6 +91,21 @@ def query(expr: str, legend: str = "", *, instant: bool = False) -> prometheus.D
     return target
 
 
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+def quantile_queries(by: tuple[str, ...], buckets: str) -> list[prometheus.Dataquery]:
+    """p50 / p95 / p99 targets of a histogram: `buckets` is the per-second bucket rate, split by
+    the labels `by` (each line's legend names them and the quantile)."""
+    labels = ", ".join(by)
+    names = " ".join(f"{{{{{label}}}}}" for label in by)
+    return [
+        query(f"histogram_quantile({q}, sum by ({labels}, le) ({buckets}))",
+              f"{names} p{round(q * 100)}")
+        for q in QUANTILES
+    ]
+
+
 def _lettered(targets: tuple[prometheus.Dataquery, ...]) -> list[prometheus.Dataquery]:
     # Grafana needs distinct refIds to keep the results of several targets apart.
     assert targets, "a panel without a query shows nothing"

@@ -41,6 +41,19 @@ _VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_]\w*)(?::\w+)?\}|(?P<plain>[A
 KUBERNETES_METRICS = frozenset(
     {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"}
 )
+# Series the service exports only after traffic of one kind, which a live test must send before
+# it can expect the query to return data. Everything else exists from model load (the held-out
+# metrics, the explanation histogram, every bin, missing/invalid auth failures) or after plain
+# predictions. A candidate's shadow series exist from its declaration, at 0.
+TRAFFIC_KINDS: Mapping[str, re.Pattern[str]] = {
+    "feedback": re.compile(
+        r"riskserve_feedback_|riskserve:feedback_|riskserve:live_quality(_outcomes)?:"
+    ),
+    "shadow": re.compile(r"riskserve_shadow_|riskserve:shadow_"),
+    "rate_limited": re.compile(r"\briskserve_rate_limited_total\b"),
+    "forbidden": re.compile(r'reason="forbidden"'),
+    "overloaded": re.compile(r'reason="overloaded"'),
+}
 # Recorded series (level:metric:window) only exist where riskserve.rules.yaml is loaded.
 _RECORDED = re.compile(r"\briskserve:[a-z0-9_]+:[a-z0-9]+\b")
 _LABEL_VALUES = re.compile(r"^\s*label_values\((?P<selector>.+),\s*(?P<label>\w+)\s*\)\s*$")
@@ -80,6 +93,13 @@ class PanelQuery:
     def needs_kubernetes(self) -> bool:
         """True if the query reads cAdvisor metrics, which only a Kubernetes cluster has."""
         return any(metric in self.expr for metric in KUBERNETES_METRICS)
+
+    @property
+    def needs_traffic(self) -> frozenset[str]:
+        """The TRAFFIC_KINDS (feedback, shadow, ...) whose series the query reads; empty if
+        model load and ordinary predictions are enough for it to return data."""
+        return frozenset(kind for kind, pattern in TRAFFIC_KINDS.items()
+                         if pattern.search(self.expr))
 
     @property
     def needs_recording_rules(self) -> bool:
