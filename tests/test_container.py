@@ -91,6 +91,24 @@ def test_podman_bentofile_changes_only_the_base_image() -> None:
                                 "python_version": default["docker"]["python_version"]}
 
 
+def test_podman_bento_packs_the_service_and_not_the_devtools() -> None:
+    """The generated podman bentofile keeps bentofile.yaml's include/exclude: service.py and the
+    package, without riskserve/devtools (test and benchmark tooling)."""
+    packed = {str(p.relative_to(REPO))
+              for p in buildinfo.included_files(buildinfo.podman_bentofile("localhost/x:y"))}
+    assert {"service.py", "riskserve/settings.py", "riskserve/oip/grpc_server.py"} <= packed
+    assert not [p for p in packed if p.startswith(("riskserve/devtools/", "tests/"))]
+    assert any(p.endswith(".proto") for p in packed)
+
+
+def test_image_tooling_sets_no_python_path() -> None:
+    """The project is an installed package (`pip install -e .`): no PYTHONPATH or sys.path."""
+    for path in sorted(IMAGE_DIR.glob("*.*")):
+        if path.suffix in {".py", ".sh"}:
+            text = path.read_text()
+            assert "PYTHONPATH" not in text and "sys.path" not in text, path.name
+
+
 def test_index_settings_become_uv_config_and_read_only_mounts(tmp_path: Path) -> None:
     (tmp_path / "pypi" / "simple").mkdir(parents=True)
     (tmp_path / "wheels").mkdir()
@@ -129,7 +147,8 @@ def test_kube_play_adaptation_changes_only_what_podman_cannot_run() -> None:
     container = spec["containers"][0]
     assert container["image"] == "localhost/riskserve:abc123"
     assert container["args"] == ["--host=127.0.0.1"]
-    assert not {"ports", "startupProbe", "livenessProbe", "readinessProbe"} & set(container)
+    assert not {"ports", "startupProbe", "livenessProbe", "readinessProbe",
+                "lifecycle"} & set(container)
     # What the chart promises stays: read-only root, non-root user, keys as a mounted file.
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["securityContext"]["runAsUser"] == 1034
@@ -144,7 +163,9 @@ def test_kube_play_adaptation_changes_only_what_podman_cannot_run() -> None:
     config = ht.one(play.objects, "ConfigMap")["data"]
     assert config["RISKSERVE_GRPC_HOST"] == "127.0.0.1"
     assert (config["BENTOML_PORT"], config["RISKSERVE_GRPC_PORT"]) == ("3100", "3101")
-    assert len(play.notes) == 7 and all(len(note) > 40 for note in play.notes)
+    assert len(play.notes) == 8 and all(len(note) > 40 for note in play.notes)
+    # The grace period the chart computed stays: podman kube play honours it.
+    assert spec["terminationGracePeriodSeconds"] == 75
     assert key not in play.yaml(redact=True)
 
 

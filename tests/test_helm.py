@@ -292,14 +292,59 @@ def test_generated_key_when_none_is_given() -> None:
     assert len(lines) == 1 and re.fullmatch(r"[A-Za-z0-9]{40}", lines[0])
 
 
-def test_given_keys_are_stored_one_per_line_and_roll_the_pods() -> None:
+def test_given_keys_are_stored_one_line_each_and_parse_as_scoped_keys() -> None:
+    from riskserve.keyfile import parse_line
+
     objects = ci("api-keys")
     values = yaml.safe_load((ht.CI_DIR / "api-keys-values.yaml").read_text())
     secret = ht.one(objects, "Secret")
     content = base64.b64decode(secret["data"]["api-keys"]).decode()
     assert content.splitlines() == values["auth"]["apiKeys"]
+    entries = [parse_line(line, f"line {n}") for n, line in enumerate(content.splitlines(), 1)]
+    scoped = next(e for e in entries if e is not None and e.name == "loan-team")
+    assert scoped.models == frozenset({"risk-flag", "fraud"}) and scoped.rate == 20.0
+    # Rotation reaches the pods through the mounted file: a key change must not roll them.
     annotations = ht.one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/secret"])
+    assert "checksum/secret" not in annotations
+    assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/config"])
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ci-plain-key-0123456789abcdef models=loans",
+        "ci-plain-key-0123456789abcdef rate=fast",
+        "ci-plain-key-0123456789abcdef name=two words",
+        "ci-plain-key-0123456789abcdef team=risk",
+    ],
+)
+def test_malformed_key_line_is_rejected_by_the_schema(line: str) -> None:
+    with pytest.raises(ht.HelmError, match=r"auth\.apiKeys\.0"):
+        ht.template(set_strings=[f"auth.apiKeys[0]={line}"])
+
+
+def test_key_line_schema_knows_every_model() -> None:
+    from riskserve.core.specs import MODEL_NAMES
+
+    line = f"ci-plain-key-0123456789abcdef name=all models={','.join(MODEL_NAMES)} rate=2.5"
+    escaped = line.replace(",", "\\,")  # --set splits on unescaped commas
+    secret = ht.one(ht.render(sets=[f"auth.apiKeys[0]={escaped}"]), "Secret")
+    assert base64.b64decode(secret["data"]["api-keys"]).decode() == line + "\n"
+
+
+@pytest.mark.parametrize("name", [n for n in VALUES_SETS if "auth-disabled" not in n])
+def test_key_secret_is_a_directory_mount_so_rotation_reaches_the_pod(name: str) -> None:
+    """kubelet updates Secret volumes in place only without subPath (a subPath file never
+    changes); the key file must sit inside the mounted directory."""
+    objects = rendered(name)
+    container = ht.server_container(objects)
+    key_file = Path(ht.container_env(container)["RISKSERVE_API_KEYS_FILE"])
+    assert not [m for m in container["volumeMounts"] if "subPath" in m or "subPathExpr" in m]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "api-keys")
+    assert key_file.parent == Path(mount["mountPath"])
+    pod = ht.one(objects, "Deployment")["spec"]["template"]["spec"]
+    secret = next(v["secret"] for v in pod["volumes"] if v["name"] == "api-keys")
+    assert [item["path"] for item in secret.get("items", [])] in ([], [key_file.name])
 
 
 def test_existing_secret_is_mounted_and_auth_disabled_mounts_nothing() -> None:
@@ -342,6 +387,73 @@ def test_config_change_rolls_the_pods() -> None:
     assert checksum() != checksum("config.workers=2")
 
 
+# Settings whose values key lives outside `config`, because the chart uses the value there too.
+SETTINGS_OUTSIDE_CONFIG = {
+    "http_port": "containerPorts.http",
+    "grpc_port": "containerPorts.grpc",
+    "grpc_host": "(fixed: 0.0.0.0 inside a pod)",
+    "auth_disabled": "auth.disabled",
+    "shadow_rate": "shadow.rate",
+}
+
+
+def test_every_setting_has_one_values_key_named_after_its_env_var() -> None:
+    from riskserve.settings import Settings
+
+    values = yaml.safe_load(ht.VALUES_FILE.read_text())
+    data = ht.one(rendered("defaults"), "ConfigMap")["data"]
+    from_config = {ht.config_env_name(key) for key in values["config"]}
+    assert from_config <= set(data), from_config - set(data)
+    fields = {f"RISKSERVE_{name.upper()}" for name in Settings.model_fields}
+    outside = {f"RISKSERVE_{name.upper()}" for name in SETTINGS_OUTSIDE_CONFIG}
+    assert from_config.isdisjoint(outside)
+    assert from_config | outside == fields - {"RISKSERVE_API_KEYS", "RISKSERVE_API_KEYS_FILE"}
+    # Each config key's one description names the variable it becomes.
+    docs = {doc.key: doc.description for doc in ht.values_docs()}
+    for key in values["config"]:
+        assert docs[f"config.{key}"].startswith(f"{ht.config_env_name(key)}: "), key
+
+
+def test_config_maps_and_decimals_render_as_the_settings_parse_them() -> None:
+    from riskserve.settings import Settings
+
+    sets = [
+        "config.modelMaxConcurrencyOverrides.keystroke-rf=8",
+        "config.modelMaxConcurrencyOverrides.fraud=256",
+        "config.requestTimeoutS=12.5",  # --set passes decimals as strings: the schema takes both
+        "config.csvMaxBytes=1073741824",
+        "shadow.rate=0.25",
+        "preStopSleepSeconds=5",
+    ]
+    data = ht.one(ht.render(sets=sets), "ConfigMap")["data"]
+    assert data["RISKSERVE_MODEL_MAX_CONCURRENCY_OVERRIDES"] == "fraud=256,keystroke-rf=8"
+    assert data["RISKSERVE_SHADOW_RATE"] == "0.25"
+    env = {k.removeprefix("RISKSERVE_").lower(): v for k, v in data.items() if "RISKSERVE_" in k}
+    settings = Settings(_env_file=None, **env)
+    assert settings.request_timeout_s == 12.5 and settings.csv_max_bytes == 1 << 30
+    assert settings.shadow_rate == 0.25
+    for bad in ("shadow.rate=1.5", "config.modelMaxConcurrencyOverrides.frod=2"):
+        with pytest.raises(ht.HelmError, match=bad.split("=")[0].rsplit(".", 1)[0]):
+            ht.template(sets=[bad])
+
+
+def test_override_names_in_the_schema_are_the_models() -> None:
+    from riskserve.core.specs import MODEL_NAMES
+
+    schema = json.loads(ht.SCHEMA_FILE.read_text())
+    overrides = schema["properties"]["config"]["properties"]["modelMaxConcurrencyOverrides"]
+    assert overrides["propertyNames"]["enum"] == list(MODEL_NAMES)
+
+
+def test_shadow_rate_is_documented_and_reaches_the_config_map() -> None:
+    docs = {doc.key: doc.description for doc in ht.values_docs()}
+    assert docs["shadow"] and docs["shadow.rate"].startswith("RISKSERVE_SHADOW_RATE: ")
+    assert ht.one(rendered("defaults"), "ConfigMap")["data"]["RISKSERVE_SHADOW_RATE"] == "1"
+    assert ht.one(ci("pod-options"), "ConfigMap")["data"]["RISKSERVE_SHADOW_RATE"] == "0.1"
+    off = ht.one(ht.render(sets=["shadow.rate=0"]), "ConfigMap")["data"]
+    assert off["RISKSERVE_SHADOW_RATE"] == "0"
+
+
 def test_probes_use_livez_and_readyz_on_the_http_port() -> None:
     container = ht.server_container(rendered("defaults"))
     assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
@@ -349,6 +461,77 @@ def test_probes_use_livez_and_readyz_on_the_http_port() -> None:
     assert container["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 3000, "grpc": 3001}
+
+
+# The probes as the chart rendered them field by field before they were passed whole.
+DEFAULT_PROBES = {
+    "startupProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 5,
+                     "timeoutSeconds": 3, "failureThreshold": 60},
+    "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10,
+                      "timeoutSeconds": 3, "failureThreshold": 3},
+    "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5,
+                       "timeoutSeconds": 3, "failureThreshold": 3},
+}
+
+
+def test_default_probes_are_unchanged_and_any_probe_field_passes_through() -> None:
+    container = ht.server_container(rendered("defaults"))
+    assert {name: container[name] for name in DEFAULT_PROBES} == DEFAULT_PROBES
+    probes = ht.server_container(ci("probes"))
+    assert probes["livenessProbe"]["grpc"] == {"port": 3001}  # filled from containerPorts.grpc
+    assert "httpGet" not in probes["livenessProbe"]
+    assert probes["livenessProbe"]["initialDelaySeconds"] == 20
+    assert probes["startupProbe"]["tcpSocket"] == {"port": "http"}
+    assert probes["readinessProbe"] == {
+        **DEFAULT_PROBES["readinessProbe"], "initialDelaySeconds": 10, "successThreshold": 2
+    }
+    assert "startupProbe" not in ht.server_container(ci("pod-options"))
+
+
+def test_probe_with_two_handlers_fails_with_a_clear_message() -> None:
+    message = r"probes\.liveness needs exactly one handler .*probes\.liveness\.httpGet: null"
+    with pytest.raises(ht.HelmError, match=message):
+        ht.template(sets=["probes.liveness.grpc.port=3001"])
+    with pytest.raises(ht.HelmError, match=r"initialDelaySecond is not allowed"):
+        ht.template(sets=["probes.readiness.initialDelaySecond=5"])
+
+
+def _grace_budget(objects: tuple[dict[str, Any], ...]) -> tuple[int, int, float]:
+    """(terminationGracePeriodSeconds, preStop sleep seconds, request timeout) of a render."""
+    pod = ht.one(objects, "Deployment")["spec"]["template"]["spec"]
+    hook = pod["containers"][0].get("lifecycle", {}).get("preStop")
+    sleep = 0
+    if hook is not None:
+        assert hook["exec"]["command"][0] == "sleep", hook
+        sleep = int(hook["exec"]["command"][1])
+    timeout = float(ht.server_config(objects)["RISKSERVE_REQUEST_TIMEOUT_S"])
+    return pod["terminationGracePeriodSeconds"], sleep, timeout
+
+
+@pytest.mark.parametrize("name", list(VALUES_SETS))
+def test_grace_period_covers_the_prestop_sleep_and_the_request_timeout(name: str) -> None:
+    grace, sleep, timeout = _grace_budget(rendered(name))
+    assert grace >= sleep + timeout, (grace, sleep, timeout)
+
+
+def test_prestop_sleeps_before_sigterm_and_the_grace_period_is_computed() -> None:
+    container = ht.server_container(rendered("defaults"))
+    # exec `sleep` (Debian image), not the native `sleep` action: that one is alpha and off by
+    # default on Kubernetes 1.29 and absent before; the chart supports 1.27 and later.
+    assert container["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "10"]}}}
+    assert _grace_budget(rendered("defaults")) == (75, 10, 60.0)
+    assert _grace_budget(ci("pod-options")) == (50, 15, 30.0)
+    no_hook = ht.render(sets=["preStopSleepSeconds=0", "config.requestTimeoutS=12.5"])
+    assert "lifecycle" not in ht.server_container(no_hook)
+    assert _grace_budget(tuple(no_hook)) == (18, 0, 12.5)
+
+
+def test_too_short_grace_period_fails_with_the_budget() -> None:
+    with pytest.raises(ht.HelmError, match=r"terminationGracePeriodSeconds \(30\) must be at "
+                       r"least preStopSleepSeconds \(10\) \+ config.requestTimeoutS \(60\) = 70"):
+        ht.template(sets=["terminationGracePeriodSeconds=30"])
+    deployment = ht.one(ht.render(sets=["terminationGracePeriodSeconds=70"]), "Deployment")
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 70
 
 
 def test_service_exposes_http_and_grpc_with_app_protocols() -> None:
@@ -401,6 +584,8 @@ def test_helm_test_pod_checks_readyz_and_one_authenticated_prediction() -> None:
 
 
 STUB_KEY = "stub-key-0123456789abcdef"
+# A key the stub treats as scoped to other models: /v1/predict of fraud answers 403.
+STUB_SCOPED_KEY = "stub-loan-team-key-0123456789"
 
 
 class _StubRiskserve(http.server.BaseHTTPRequestHandler):
@@ -424,6 +609,8 @@ class _StubRiskserve(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path != "/v1/predict":
             self._reply(404, {"error": "no route"})
+        elif self.headers.get("X-API-Key") == STUB_SCOPED_KEY:
+            self._reply(403, {"error": "key 'loan-team' may not use model 'fraud'"})
         elif self.headers.get("X-API-Key") != STUB_KEY:
             self._reply(401, {"error": "bad key"})
         elif body != FRAUD_BODY:
@@ -446,15 +633,26 @@ def stub_riskserve() -> Iterator[str]:
 
 
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl not installed")
-@pytest.mark.parametrize(("key", "passes"), [(STUB_KEY, True), ("wrong-key", False)])
+@pytest.mark.parametrize(
+    ("key_file_text", "passes", "says"),
+    [
+        (f"{STUB_KEY}\nsecond-key-ignored\n", True, "predict: ok"),
+        ("wrong-key\n", False, "no \"predictions\""),
+        # Comments and blank lines skipped, the line's fields after the key ignored, no newline.
+        (f"# team keys\n\n  {STUB_KEY} name=ops models=* rate=5", True, "predict: ok"),
+        (f"{STUB_SCOPED_KEY} name=loan-team models=risk-flag\n", False, "models=fraud"),
+        ("sha256:" + "0" * 64 + "\n", False, "tests.apiKeySecret"),
+    ],
+    ids=["plain", "wrong", "scoped-line", "out-of-scope", "hashed"],
+)
 def test_helm_test_pod_script_runs_against_a_stub_server(
-    stub_riskserve: str, tmp_path: Path, key: str, passes: bool
+    stub_riskserve: str, tmp_path: Path, key_file_text: str, passes: bool, says: str
 ) -> None:
-    """The pod's shell script, run here with curl: passes with the key, fails without it."""
+    """The pod's shell script, run here with curl: passes with the key, fails clearly without."""
     container = ht.one(rendered("defaults"), "Pod")["spec"]["containers"][0]
     assert container["command"] == ["/bin/sh", "-ec"]
     key_file = tmp_path / "api-key"
-    key_file.write_text(f"{key}\nsecond-key-ignored\n")
+    key_file.write_text(key_file_text)
     env = {
         **ht.container_env(container),
         "PATH": os.environ["PATH"],
@@ -471,6 +669,9 @@ def test_helm_test_pod_script_runs_against_a_stub_server(
     )
     assert (proc.returncode == 0) is passes, proc.stdout + proc.stderr
     assert ("predict: ok" in proc.stdout) is passes
+    assert says in proc.stdout + proc.stderr
+    if passes:
+        assert "name=<team> models=<m1>,<m2>" in proc.stdout  # how to make a scoped key
 
 
 def test_helm_test_pod_reads_its_key_from_the_configured_secret() -> None:
@@ -489,6 +690,20 @@ def test_notes_tell_how_to_reach_the_service_and_get_a_key(tmp_path: Path) -> No
     assert "get secret riskserve-api-keys -o jsonpath='{.data.keys}'" in existing
     disabled = ht.render_notes(tmp_path / "disabled", [ht.CI_DIR / "auth-disabled-values.yaml"])
     assert "WARNING: auth.disabled=true" in disabled and "get secret" not in disabled
+
+
+def test_notes_show_how_to_add_a_scoped_key_without_a_restart(tmp_path: Path) -> None:
+    notes = ht.render_notes(tmp_path / "defaults")
+    assert "name=loan-team models=risk-flag rate=20" in notes
+    assert "create secret generic rs-riskserve-api-keys --from-file=api-keys=keys.txt" in notes
+    assert "| kubectl apply -f -" in notes and "no restart" in notes
+    # The key of the first line, not the whole line with its name= / models= fields.
+    assert "base64 -d | awk '!/^[[:space:]]*(#|$)/ { print $1; exit }'" in notes
+    given = ht.render_notes(tmp_path / "given", [ht.CI_DIR / "api-keys-values.yaml"])
+    assert "add \"$line\" to auth.apiKeys and `helm upgrade`" in given
+    assert "kubectl apply" not in given
+    disabled = ht.render_notes(tmp_path / "disabled", [ht.CI_DIR / "auth-disabled-values.yaml"])
+    assert "scoped key" not in disabled
 
 
 # --------------------------------------------------------------------------- monitoring
@@ -549,6 +764,15 @@ def test_schema_declares_every_values_key() -> None:
     schema = json.loads(ht.SCHEMA_FILE.read_text())
     assert ht.schema_gaps(yaml.safe_load(ht.VALUES_FILE.read_text()), schema) == []
     assert schema["additionalProperties"] is False
+
+
+def test_schema_descriptions_are_the_values_yaml_comments() -> None:
+    schema = json.loads(ht.SCHEMA_FILE.read_text())
+    assert ht.schema_with_descriptions(schema) == schema, (
+        "regenerate: python -m riskserve.devtools.helm readme --write"
+    )
+    assert ht.schema_text(schema) == ht.SCHEMA_FILE.read_text()
+    assert ht.main(["readme"]) == 0
 
 
 def test_readme_values_table_is_current() -> None:
@@ -827,3 +1051,14 @@ def test_undocumented_values_key_is_detected(tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
     values.write_text("# -- Documented.\na: 1\nb:\n  # -- Documented child.\n  c: 2\n")
     assert ht.undocumented_keys(values) == ["b"]
+
+
+def test_schema_description_drift_is_detected(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    text = ht.VALUES_FILE.read_text()
+    assert "# -- Pods to run when" in text
+    values.write_text(text.replace("# -- Pods to run when", "# -- Replicas to run when"))
+    schema = json.loads(ht.SCHEMA_FILE.read_text())
+    changed = ht.schema_with_descriptions(schema, values)
+    assert changed != schema
+    assert changed["properties"]["replicaCount"]["description"].startswith("Replicas to run")

@@ -168,6 +168,11 @@ def adapt(objects: Sequence[Manifest], version: tuple[int, int],
                           "in the image; the named port resolves to 0) run by systemd timers "
                           "(no systemd here); callers poll /readyz and /livez instead")
 
+    if container.pop("lifecycle", None) is not None:
+        play.notes.append("removed lifecycle.preStop: podman kube play runs no lifecycle hooks "
+                          "(podman's docs/kubernetes_support.md); `podman kube down` sends SIGTERM "
+                          "at once, and the server still drains the requests in flight")
+
     renamed: dict[str, str] = {}
     for volume in spec.get("volumes", []):
         if "emptyDir" in volume:

@@ -217,6 +217,14 @@ def server_container(objects: Iterable[Manifest]) -> Manifest:
     return deployment["spec"]["template"]["spec"]["containers"][0]
 
 
+def server_config(objects: Iterable[Manifest]) -> dict[str, str]:
+    """Data of the ConfigMap the server container reads with envFrom (not the dashboards')."""
+    objects = list(objects)
+    name = server_container(objects)["envFrom"][0]["configMapRef"]["name"]
+    (configmap,) = [cm for cm in by_kind(objects, "ConfigMap") if cm["metadata"]["name"] == name]
+    return dict(configmap["data"])
+
+
 def container_env(container: Manifest) -> dict[str, str]:
     """Literal env values of a container (valueFrom entries are left out)."""
     return {env["name"]: env["value"] for env in container.get("env", []) if "value" in env}
@@ -538,6 +546,49 @@ def schema_gaps(values: Any, schema: dict[str, Any], path: str = "") -> list[str
     return gaps
 
 
+def _schema_node(schema: dict[str, Any], dotted: str) -> dict[str, Any] | None:
+    """The schema of one values key, found through nested `properties` (None when undeclared)."""
+    node: Any = schema
+    for part in dotted.split("."):
+        node = node.get("properties", {}).get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node
+
+
+def schema_with_descriptions(
+    schema: dict[str, Any], values_file: Path = VALUES_FILE
+) -> dict[str, Any]:
+    """The schema with every declared key's `description` taken from its values.yaml comment.
+
+    values.yaml is where each key is documented; the schema (shown by editors and `helm lint`
+    users) and the README table are generated from it, so the three never say different things.
+    """
+    result = json.loads(json.dumps(schema))
+    for doc in values_docs(values_file):
+        node = _schema_node(result, doc.key)
+        if node is not None:
+            node["description"] = doc.description
+    return result
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """The JSON text values.schema.json is written in (2-space indent, final newline)."""
+    return json.dumps(schema, indent=2) + "\n"
+
+
+# --------------------------------------------------------------------------- settings mapping
+
+
+def config_env_name(key: str) -> str:
+    """The environment variable a `config` key becomes: RISKSERVE_ + UPPER_SNAKE_CASE of it.
+
+    Mirrors `snakecase | upper` in templates/_helpers.tpl (riskserve.env) for the camelCase keys
+    values.yaml uses; tests compare the two so the mapping is written down once per language.
+    """
+    return "RISKSERVE_" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).upper()
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -551,12 +602,17 @@ def _check(values_files: Sequence[Path]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: `helm` prints the helm path; `readme [--write]` checks or rewrites the values table."""
+    """CLI: `helm` prints the helm path; `readme [--write]` checks or rewrites generated docs."""
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("helm", help="fetch (once) and print the path of the pinned helm binary")
-    readme = sub.add_parser("readme", help="check the chart README's values table")
-    readme.add_argument("--write", action="store_true", help="rewrite the table in place")
+    readme = sub.add_parser(
+        "readme",
+        help="check the README values table and the schema's descriptions (from values.yaml)",
+    )
+    readme.add_argument(
+        "--write", action="store_true", help="rewrite the table and the descriptions in place"
+    )
     check = sub.add_parser("check", help="render with values files and validate offline")
     check.add_argument(
         "values", nargs="*", type=Path, help="values files (default: chart defaults)"
@@ -567,15 +623,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(args.values)
-    current = README_FILE.read_text()
-    wanted = readme_with_table(current, values_table())
+    generated = {
+        README_FILE: readme_with_table(README_FILE.read_text(), values_table()),
+        SCHEMA_FILE: schema_text(schema_with_descriptions(json.loads(SCHEMA_FILE.read_text()))),
+    }
+    stale = [path for path, text in generated.items() if path.read_text() != text]
     if args.write:
-        README_FILE.write_text(wanted)
+        for path in stale:
+            path.write_text(generated[path])
         return 0
-    if current != wanted:
-        print("README values table is stale: python -m riskserve.devtools.helm readme --write")
-        return 1
-    return 0
+    for path in stale:
+        print(f"{path.name} is stale: python -m riskserve.devtools.helm readme --write")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

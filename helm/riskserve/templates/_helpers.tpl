@@ -127,3 +127,91 @@ first install is a random key generated.
 {{- define "riskserve.rulesFile" -}}
 files/riskserve.rules.yaml
 {{- end }}
+
+{{/*
+One ConfigMap value from a values entry: a map becomes `name=value` pairs joined by commas (sorted
+by name), a list is joined by commas, a whole number stays whole (never 1e+07, which pydantic
+would refuse as an int), anything else is its string form.
+*/}}
+{{- define "riskserve.envValue" -}}
+{{- if kindIs "map" . }}
+{{- $pairs := list }}
+{{- range $name, $value := . }}
+{{- $pairs = append $pairs (printf "%s=%s" $name (include "riskserve.envValue" $value)) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- else if kindIs "slice" . }}
+{{- $items := list }}
+{{- range . }}
+{{- $items = append $items (include "riskserve.envValue" .) }}
+{{- end }}
+{{- join "," $items }}
+{{- else if and (kindIs "float64" .) (eq (floor .) .) }}
+{{- int64 . | toString }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Every environment variable of the ConfigMap, as YAML: each `config` key as RISKSERVE_<UPPER_SNAKE>
+(the one mapping from values to riskserve/settings.py), plus the settings whose values key lives
+in another section because the chart uses it there too (ports, auth switch, shadow rate).
+*/}}
+{{- define "riskserve.env" -}}
+{{- $env := dict }}
+{{- range $key, $value := .Values.config }}
+{{- $_ := set $env (printf "RISKSERVE_%s" ($key | snakecase | upper)) (include "riskserve.envValue" $value) }}
+{{- end }}
+{{- $_ := set $env "BENTOML_DO_NOT_TRACK" "true" }}
+{{- /* bentoml serve reads BENTOML_PORT; RISKSERVE_HTTP_PORT keeps the settings in agreement. */}}
+{{- $_ = set $env "BENTOML_PORT" (include "riskserve.envValue" .Values.containerPorts.http) }}
+{{- $_ = set $env "RISKSERVE_HTTP_PORT" (include "riskserve.envValue" .Values.containerPorts.http) }}
+{{- $_ = set $env "RISKSERVE_GRPC_PORT" (include "riskserve.envValue" .Values.containerPorts.grpc) }}
+{{- /* In a pod gRPC listens on every interface; the Service and NetworkPolicy decide who reaches it. */}}
+{{- $_ = set $env "RISKSERVE_GRPC_HOST" "0.0.0.0" }}
+{{- $_ = set $env "RISKSERVE_AUTH_DISABLED" (include "riskserve.envValue" .Values.auth.disabled) }}
+{{- $_ = set $env "RISKSERVE_SHADOW_RATE" (include "riskserve.envValue" .Values.shadow.rate) }}
+{{- toYaml $env }}
+{{- end }}
+
+{{/*
+One probe of the server container from probes.<name>, passed whole. Exactly one handler is
+required: Helm merges user values into the defaults, so a user's grpc probe next to the default
+httpGet would reach the API server as two handlers and be refused there, far from the cause.
+An empty `grpc: {}` gets the container's gRPC port (the probe's port must be a number).
+*/}}
+{{- define "riskserve.probe" -}}
+{{- $probe := omit .probe "enabled" }}
+{{- $handlers := list }}
+{{- range $handler := list "httpGet" "grpc" "tcpSocket" "exec" }}
+{{- if and (hasKey $probe $handler) (not (kindIs "invalid" (get $probe $handler))) }}
+{{- $handlers = append $handlers $handler }}
+{{- end }}
+{{- end }}
+{{- if ne (len $handlers) 1 }}
+{{- fail (printf "probes.%s needs exactly one handler (httpGet, grpc, tcpSocket or exec), found %d %v: Helm merges your values into the defaults, so set the default one to null (e.g. probes.%s.httpGet: null) when you give another" .name (len $handlers) $handlers .name) }}
+{{- end }}
+{{- if and (hasKey $probe "grpc") (not $probe.grpc.port) }}
+{{- $_ := set $probe "grpc" (merge (dict "port" (int .root.Values.containerPorts.grpc)) $probe.grpc) }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: the preStop sleep plus the longest a request accepted before
+SIGTERM may take to start its answer (config.requestTimeoutS), plus 5 s for the workers to exit.
+An explicit value shorter than sleep + timeout would kill requests the pod accepted: refused.
+*/}}
+{{- define "riskserve.terminationGracePeriodSeconds" -}}
+{{- $sleep := int .Values.preStopSleepSeconds }}
+{{- $timeout := ceil .Values.config.requestTimeoutS | int }}
+{{- $given := .Values.terminationGracePeriodSeconds }}
+{{- if kindIs "invalid" $given }}
+{{- add $sleep $timeout 5 }}
+{{- else if lt (int $given) (add $sleep $timeout) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least preStopSleepSeconds (%d) + config.requestTimeoutS (%d) = %d, or requests in flight at shutdown are killed; leave it null to compute it" (int $given) $sleep $timeout (add $sleep $timeout)) }}
+{{- else }}
+{{- int $given }}
+{{- end }}
+{{- end }}
