@@ -7,7 +7,7 @@ Markdown table. Client-side request building is included for the off-the-shelf c
 (tritonclient), as their users pay it; the raw gRPC stub and httpx clients send pre-built
 requests.
 
-    BENTOML_HOME=... .venv/bin/python benchmarks/oip_latency.py --model fraud --n 1000
+    BENTOML_HOME=... .venv/bin/python -m benchmarks.oip_latency --model fraud --n 1000
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,8 +26,6 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from riskserve.core.specs import SPECS
 from riskserve.devtools import server

@@ -3,9 +3,10 @@
 Each single-row request carries one row of a pool of real-looking rows (the training data
 generator's), serialised once up front. riskserve gets the rows as its contract says (/v1
 JSON records, /v2 and gRPC one tensor per feature); the seed-style app gets the same record
-as its pydantic body; MLServer gets the row already encoded by riskserve's Encoder as one FP32
-tensor [1, F], because its runtimes take only the estimator's float matrix. That hands
-MLServer the encoding for free, which favours it, and the report says so.
+as its pydantic body; the tensor peers (MLServer, KServe, Ray Serve) get the row already
+encoded by riskserve's Encoder as one FP32 tensor [1, F], because their runtimes take only the
+estimator's float matrix. That hands them the encoding for free, which favours them, and the
+report says so.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from riskserve.core.validation import columns_from_records
 from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
 
 GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
-MLSERVER_INPUT = "input-0"
+TENSOR_INPUT = "input-0"
 
 
 def sample_frame(name: str, rows: int, seed: int = 3) -> pd.DataFrame:
@@ -88,16 +89,16 @@ def encoded(model: ScoringModel, rows: Sequence[Mapping[str, Any]]) -> np.ndarra
     return model.encoder.transform(columns_from_records(model.spec, rows))
 
 
-def mlserver_body(x: np.ndarray) -> bytes:
-    """One FP32 [N, F] tensor, MLServer's NumPy request codec's default input."""
-    return json.dumps({"inputs": [{"name": MLSERVER_INPUT, "datatype": "FP32",
+def tensor_body(x: np.ndarray) -> bytes:
+    """One FP32 [N, F] tensor in OIP JSON (MLServer's NumPy codec default; KServe and Ray too)."""
+    return json.dumps({"inputs": [{"name": TENSOR_INPUT, "datatype": "FP32",
                                    "shape": list(x.shape),
                                    "data": x.ravel().tolist()}]}).encode()
 
 
-def mlserver_grpc_request(name: str, x: np.ndarray) -> bytes:
+def tensor_grpc_request(name: str, x: np.ndarray) -> bytes:
     req = pb.ModelInferRequest(model_name=name)
-    t = req.inputs.add(name=MLSERVER_INPUT, datatype="FP32", shape=list(x.shape))
+    t = req.inputs.add(name=TENSOR_INPUT, datatype="FP32", shape=list(x.shape))
     t.contents.fp32_contents.extend(x.ravel().tolist())
     return req.SerializeToString()
 
@@ -111,16 +112,21 @@ class Bodies:
     v2: list[bytes]
     grpc: list[bytes]
     seed: list[bytes]
-    mlserver_rest: list[bytes]
-    mlserver_grpc: list[bytes]
-    expected: np.ndarray  # in-process P(positive) per row, to check every server's answer
+    tensor_rest: list[bytes]  # MLServer, KServe and Ray Serve REST
+    tensor_grpc: list[bytes]  # MLServer gRPC
+    # In-process P(positive) per row (multiclass: the top class's probability), to check every
+    # server's answer against.
+    expected: np.ndarray
+    multiclass: bool = False
 
 
 def bodies(model: ScoringModel, pool: int = 64) -> Bodies:
     name = model.spec.name
     rows = records(name, sample_frame(name, pool))
     x = encoded(model, rows)
-    expected = model.predict(columns_from_records(model.spec, rows)).scores
+    pred = model.predict(columns_from_records(model.spec, rows))
+    multiclass = model.spec.task == "multiclass"
+    expected = pred.probabilities.max(axis=1) if multiclass else pred.scores
     assert expected is not None
     return Bodies(
         rows=rows,
@@ -128,15 +134,21 @@ def bodies(model: ScoringModel, pool: int = 64) -> Bodies:
         v2=[v2_body(name, r) for r in rows],
         grpc=[grpc_request(name, r) for r in rows],
         seed=[seed_body(r) for r in rows],
-        mlserver_rest=[mlserver_body(x[i:i + 1]) for i in range(len(rows))],
-        mlserver_grpc=[mlserver_grpc_request(name, x[i:i + 1]) for i in range(len(rows))],
+        tensor_rest=[tensor_body(x[i:i + 1]) for i in range(len(rows))],
+        tensor_grpc=[tensor_grpc_request(name, x[i:i + 1]) for i in range(len(rows))],
         expected=np.asarray(expected, dtype=np.float64),
+        multiclass=multiclass,
     )
 
 
-def positive_probability(target: str, payload: bytes) -> float:
-    """P(positive) from one target's answer to a single-row request (for the sanity check)."""
-    if target in ("riskserve-grpc", "mlserver-grpc"):
+def answer_probability(protocol: str, payload: bytes, multiclass: bool) -> float:
+    """The probability a single-row answer gives (for the sanity check against in-process).
+
+    Binary: P(positive), the last column. Multiclass: the top class's probability.
+    `protocol` is the answer's shape: "grpc" (OIP protobuf), "v1" (riskserve /v1), "seed"
+    (the seed app's JSON) or "v2" (OIP JSON, every tensor peer's REST).
+    """
+    if protocol == "grpc":
         resp = pb.ModelInferResponse.FromString(payload)
         by_name = {o.name: (i, o) for i, o in enumerate(resp.outputs)}
         name = "predict_proba" if "predict_proba" in by_name else "predict"
@@ -146,12 +158,14 @@ def positive_probability(target: str, payload: bytes) -> float:
             values = np.frombuffer(resp.raw_output_contents[i], dtype=dtype)
         else:
             values = np.asarray(out.contents.fp64_contents or out.contents.fp32_contents)
-        return float(values[-1])
-    doc = json.loads(payload)
-    if target == "riskserve-v1":
-        return float(doc["probabilities"][0][1])
-    if target == "seed":
-        return float(doc["probability"])
-    outputs = {o["name"]: o for o in doc["outputs"]}
-    out = outputs.get("predict_proba") or outputs["predict"]
-    return float(np.asarray(out["data"], dtype=np.float64).ravel()[-1])
+    else:
+        doc = json.loads(payload)
+        if protocol == "seed":
+            return float(doc["probability"])
+        if protocol == "v1":
+            values = np.asarray(doc["probabilities"][0], dtype=np.float64)
+        else:
+            outputs = {o["name"]: o for o in doc["outputs"]}
+            out = outputs.get("predict_proba") or outputs["predict"]
+            values = np.asarray(out["data"], dtype=np.float64).ravel()
+    return float(values.max() if multiclass else values[-1])

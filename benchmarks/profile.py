@@ -1,12 +1,14 @@
 """Where a riskserve worker spends its time under load: py-spy on a worker while the bench
 load generator drives it.
 
-`python -m benchmarks.profile [--model fraud] [--protocol v1|v2|grpc] [--clients 32]`
-starts riskserve with one worker (so one process holds the whole picture), drives it for
-`--seconds`, samples the worker with py-spy (installed into .cache/bench/tools-venv, pinned
-below), and writes reports/bench/profile-<stamp>/: `flame.svg`, the raw collapsed stacks, and
-`top.md`: the share of samples per riskserve-relevant bucket (HTTP server, BentoML request
-handling, validation, encoding, model, metrics, ...) and the top functions by inclusive time.
+`python -m benchmarks.profile [--model fraud] [--protocol v1|v2|grpc] [--clients 32]
+[--neighbour keystroke-rf --neighbour-clients 4]` starts riskserve with one worker (so one
+process holds the whole picture), drives it for `--seconds` (with `--neighbour`, that model's
+/v1 single rows run beside it: the noisy-neighbour scenario's cell), samples the worker
+with py-spy (installed into .cache/bench/tools-venv, pinned below), and writes
+reports/bench/profile-<stamp>/: `flame.svg`, the raw collapsed stacks, and `top.md`: the
+share of samples per riskserve-relevant bucket (HTTP server, BentoML request handling,
+validation, encoding, model, metrics, ...) and the top functions by inclusive time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 PY_SPY = "py-spy==0.4.3"
 REPO = Path(__file__).resolve().parent.parent
@@ -28,23 +31,28 @@ REPO = Path(__file__).resolve().parent.parent
 # A sample goes to the bucket of its innermost frame that matches a marker; within one frame,
 # the first bucket listed wins.
 BUCKETS = (
-    ("model (xgboost / lightgbm predict)", ("xgboost/", "lightgbm/")),
+    ("model (xgboost / lightgbm / scikit-learn / onnxruntime)",
+     ("xgboost/", "lightgbm/", "sklearn/", "onnxruntime/", "riskserve/core/compiled.py",
+      "riskserve/core/onnx_linear.py")),
     ("metrics: riskserve drift + BentoML (prometheus_client)", ("riskserve/metrics.py",
                                                                "riskserve/drift.py",
-                                             "prometheus_client/")),
-    ("encoding (riskserve/encoding.py)", ("riskserve/encoding.py",)),
-    ("validation (riskserve/validation.py, oip/codec.py)", ("riskserve/validation.py",
-                                                             "riskserve/oip/codec.py")),
-    ("batching + executor threads", ("riskserve/batching.py", "concurrent/futures/",
-                                     "threading.py")),
-    ("auth + body-limit middleware", ("riskserve/auth.py", "riskserve/limits.py")),
+                                                               "prometheus_client/")),
+    ("encoding (riskserve/core/encoding.py)", ("riskserve/core/encoding.py",)),
+    ("validation (riskserve/core/validation.py, oip/codec.py)",
+     ("riskserve/core/validation.py", "riskserve/oip/codec.py")),
+    ("data plane + scheduling (dataplane.py, core/batching.py, executor threads)",
+     ("riskserve/dataplane.py", "riskserve/core/batching.py", "concurrent/futures/",
+      "threading.py")),
+    ("auth + limits middleware", ("riskserve/auth.py", "riskserve/limits.py",
+                                  "riskserve/ratelimit.py")),
     ("gRPC server (grpc.aio, protobuf)", ("grpc/", "grpc_server.py", "google/protobuf")),
     ("BentoML request handling (pydantic IO, tracing, serialisation)", ("_bentoml_sdk/",
                                                                         "_bentoml_impl/",
                                                                         "bentoml/", "pydantic",
                                                                         "opentelemetry/")),
-    ("HTTP server (uvicorn h11, starlette)", ("uvicorn/", "h11/", "starlette/")),
-    ("asyncio event loop", ("asyncio/",)),
+    ("HTTP server (uvicorn, h11/httptools, starlette)", ("uvicorn/", "h11/", "httptools/",
+                                                         "starlette/")),
+    ("asyncio event loop", ("asyncio/", "uvloop/")),
 )
 
 
@@ -103,13 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--protocol", default="v1", choices=("v1", "v2", "grpc"))
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--neighbour", default=None,
+                   help="a model whose /v1 single rows run beside (e.g. keystroke-rf)")
+    p.add_argument("--neighbour-clients", type=int, default=4)
     p.add_argument("--riskserve-env", action="append", default=[], metavar="K=V")
     args = p.parse_args(argv)
 
     py_spy = ensure_py_spy()
     ensure_trained()
-    model = load_models([args.model])[args.model]
-    b = payloads.bodies(model.model)
+    loaded = load_models([args.model, *([args.neighbour] if args.neighbour else [])])
+    b = payloads.bodies(loaded[args.model].model)
+    heavy = payloads.bodies(loaded[args.neighbour].model).v1 if args.neighbour else []
     out = REPO / "reports" / "bench" / f"profile-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     out.mkdir(parents=True, exist_ok=True)
     env = dict(kv.split("=", 1) for kv in args.riskserve_env)
@@ -128,6 +140,16 @@ def main(argv: list[str] | None = None) -> int:
             for fmt, path in (("raw", raw), ("flamegraph", out / "flame.svg"))
         ]
 
+        headers = {"content-type": "application/json", **running.headers}
+
+        async def beside(work: Any) -> load.Result:
+            if not heavy:
+                return await work
+            other = load.http_load(running.http_url + "/v1/predict", heavy, headers,
+                                   args.neighbour_clients, args.seconds + 1, 1_000_000,
+                                   warmup_s=0.5)
+            return (await asyncio.gather(work, other))[0]
+
         def drive() -> None:
             url = running.http_url
             if args.protocol == "grpc":
@@ -137,10 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 path = "/v1/predict" if args.protocol == "v1" else f"/v2/models/{args.model}/infer"
                 body = b.v1 if args.protocol == "v1" else b.v2
-                work = load.http_load(url + path, body, {"content-type": "application/json",
-                                                         **running.headers}, args.clients,
+                work = load.http_load(url + path, body, headers, args.clients,
                                       args.seconds + 1, 1_000_000, warmup_s=0.5)
-            result = asyncio.run(work)
+            result = asyncio.run(beside(work))
             print(f"{result.rps:.0f} req/s, p99 {result.p99:.1f} ms, errors {result.error_count}")
 
         t = threading.Thread(target=drive)
@@ -151,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         t.join(timeout=args.seconds + 60)
     finally:
         running.stop()
+    besides = (f", beside {args.neighbour_clients} clients on {args.neighbour}"
+               if args.neighbour else "")
     summary = (f"# riskserve worker profile: {args.model}, {args.protocol}, "
-               f"{args.clients} clients, 1 worker\n\n" + summarise(raw))
+               f"{args.clients} clients{besides}, 1 worker\n\n" + summarise(raw))
     (out / "top.md").write_text(summary)
     print(summary)
     print(f"written to {out}")

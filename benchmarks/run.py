@@ -1,16 +1,22 @@
-"""`python -m benchmarks` (`make bench`): riskserve against the limit and its peers, in one run.
+"""`python -m benchmarks` (`make bench`): riskserve against the limit, its peers and its past.
 
-For fraud (XGBoost) and risk-flag (LightGBM): single-row online requests at 1, 8, 32 and 64
-concurrent clients over riskserve's HTTP /v1, /v2 and gRPC, the same models in the
-seed-style FastAPI app and in MLServer 1.7 (REST and gRPC), the raw in-process predict (the
-limit), and a 100k-row CSV. Every server runs with the same worker count (headline: 2; one
-worker is measured at the headline concurrency too). Results go to
-reports/bench/<timestamp>/ (results.md, results.png, results.json, server logs) and the latest
-copy to benchmarks/RESULTS.md and benchmarks/results.png.
+Scenarios (`--scenarios`, all by default), every server with the same worker count:
+- peers: fraud (XGBoost) and risk-flag (LightGBM), single-row requests at `--clients` over
+  riskserve's HTTP /v1, /v2 and gRPC, beside the seed-style FastAPI app, MLServer (REST, gRPC),
+  KServe's model server (REST v2) and Ray Serve, and the raw in-process predict (the limit);
+  the other worker counts (`--also-workers`) at the headline concurrency only.
+- keystroke: keystroke-rf and keystroke-svm the same way, against the seed app (the peers'
+  booster runtimes do not take scikit-learn models).
+- neighbours: fraud at 16 clients alone and beside 4 clients on each heavy model, with every
+  worker count of `--neighbour-workers`, every round kept (benchmarks/neighbours.py).
+- csv: one file of each `--csv-rows` size per server, and the in-process limit.
+Every start is timed (cold start) and its RSS read. `--baseline REF` serves riskserve at REF
+too (benchmarks/baseline.py), in the same rounds, for a per-route before/after ratio.
 
-Bounded: each cell runs `--seconds` after a `--warmup` and at most `--max-requests`, every
-request times out, servers listen on 127.0.0.1 only, and the whole run fits in 10 minutes on
-2 cores (first run included: it trains the models and builds the peer venvs).
+Results go to reports/bench/<timestamp>/ (results.md, results.png, results.json, server logs)
+and the latest copy to benchmarks/RESULTS.md and benchmarks/results.png. Bounded: each cell
+runs `--seconds` after a `--warmup` and at most `--max-requests`, every request times out, and
+servers listen on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -28,54 +33,91 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 
-from benchmarks import load, payloads, report, servers
-from benchmarks.report import CsvRow, Row
+from benchmarks import baseline, csvbench, load, meta, neighbours, payloads, report, servers
+from benchmarks.report_rows import LIMIT_LABEL, ColdRow, CsvRow, Results, Row
 from benchmarks.servers import CACHE, REPO, Running, Stored, log
 
-MODELS = ("fraud", "risk-flag")
-TRAIN_FULL = ("fraud", "risk-flag")
-# The service loads every model at start; the others only need to exist, so they train quick.
-TRAIN_QUICK = ("cyber-threat", "phishing", "keystroke-svm", "keystroke-rf", "keystroke-xgb")
+SCENARIOS = ("peers", "keystroke", "neighbours", "csv")
+PEERS = ("seed", "mlserver", "kserve", "ray")
+BOOSTER_MODELS = ("fraud", "risk-flag")
+KEYSTROKE_MODELS = ("keystroke-rf", "keystroke-svm")
+# Everything a scenario measures trains full size, so the heavy models cost what they really do.
+TRAIN_FULL = ("fraud", "risk-flag", "keystroke-svm", "keystroke-rf", "keystroke-xgb")
+# The service loads every model at start; these only need to exist, so they train quick.
+TRAIN_QUICK = ("cyber-threat", "phishing")
 KEY = "bench-key"
+VENVS = {"seed": "fastapi", "mlserver": "mlserver", "kserve": "kserve", "ray": "ray"}
+
+
+def _ints(s: str) -> list[int]:
+    return [int(x) for x in s.split(",") if x]
+
+
+def _names(s: str) -> list[str]:
+    return [x for x in s.split(",") if x]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    p.add_argument("--scenarios", type=_names, default=list(SCENARIOS),
+                   help=f"comma list of {','.join(SCENARIOS)} (default: all)")
+    p.add_argument("--peers", type=_names, default=list(PEERS),
+                   help=f"comma list of {','.join(PEERS)} (empty: riskserve alone)")
+    p.add_argument("--baseline", metavar="GIT_REF", default=None,
+                   help="also serve riskserve at this commit, same rounds (e.g. 9febb48)")
+    p.add_argument("--baseline-clients", type=_ints, default=[1, 32],
+                   help="concurrencies at which the baseline is measured")
     p.add_argument("--workers", type=int, default=2, help="headline worker count (all servers)")
-    p.add_argument("--also-workers", type=ints, default=[1],
-                   help="other worker counts, measured at --headline-clients only")
-    p.add_argument("--clients", type=ints, default=[1, 8, 32, 64])
+    p.add_argument("--also-workers", type=_ints, default=[1],
+                   help="other worker counts for the peers scenario, at --headline-clients only")
+    p.add_argument("--clients", type=_ints, default=[1, 8, 32, 64])
+    p.add_argument("--keystroke-clients", type=_ints, default=[1, 8, 32])
     p.add_argument("--headline-clients", type=int, default=32)
-    p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
+    p.add_argument("--seconds", type=float, default=2.0, help="measured seconds per cell")
     p.add_argument("--warmup", type=float, default=0.5,
                    help="unmeasured seconds before each round of a cell")
     p.add_argument("--rounds", type=int, default=2,
                    help="interleaved rounds per cell (the targets alternate between rounds)")
     p.add_argument("--max-requests", type=int, default=60_000, help="request budget per slice")
-    p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--peers", default="seed,mlserver", help="peers to run (empty: none)")
-    p.add_argument("--csv-rows", type=int, default=100_000, help="0 skips the CSV runs")
+    p.add_argument("--models", type=_names, default=list(BOOSTER_MODELS),
+                   help="models of the peers scenario")
+    p.add_argument("--keystroke-models", type=_names, default=list(KEYSTROKE_MODELS))
+    p.add_argument("--neighbour-workers", type=_ints, default=[1, 2])
+    p.add_argument("--neighbour-rounds", type=int, default=3)
+    p.add_argument("--neighbour-seconds", type=float, default=2.0,
+                   help="measured seconds per neighbour cell and round")
+    p.add_argument("--fraud-clients", type=int, default=16)
+    p.add_argument("--heavy-clients", type=int, default=4)
+    p.add_argument("--csv-rows", type=_ints, default=[100_000, 400_000],
+                   help="CSV sizes (empty or 0: no CSV runs)")
+    p.add_argument("--csv-tries", type=int, default=1, help="uploads per CSV cell (best kept)")
     p.add_argument("--riskserve-env", action="append", default=[], metavar="K=V",
                    help="extra environment for riskserve (tuning experiments)")
+    p.add_argument("--train-quick", action="store_true",
+                   help="train missing models quick (smoke runs only: the heavy models then "
+                        "cost less than they really do)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--no-publish", action="store_true",
                    help="do not copy the results to benchmarks/RESULTS.md and results.png")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    unknown = (set(args.scenarios) - set(SCENARIOS)) | (set(args.peers) - set(PEERS))
+    if unknown:
+        p.error(f"unknown scenario or peer: {', '.join(sorted(unknown))}")
+    args.csv_rows = [n for n in args.csv_rows if n > 0]
+    return args
 
 
-def ensure_trained() -> None:
-    """Train into the bench store what it lacks: fraud and risk-flag full size, others quick."""
+def ensure_trained(all_quick: bool = False) -> None:
+    """Train into the bench store what it lacks (see TRAIN_FULL / TRAIN_QUICK)."""
     reports = CACHE / "training-reports"
-    for names, quick in ((TRAIN_FULL, False), (TRAIN_QUICK, True)):
+    for names, quick in ((TRAIN_FULL, all_quick), (TRAIN_QUICK, True)):
         cmd = [sys.executable, "-m", "training", *names, "--missing-only",
                "--reports", str(reports), *(["--quick"] if quick else [])]
-        subprocess.run(cmd, check=True, cwd=REPO, timeout=600, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, cwd=REPO, timeout=1800, stdout=subprocess.DEVNULL)
 
 
 def load_models(names: list[str]) -> dict[str, Stored]:
@@ -88,38 +130,6 @@ def load_models(names: list[str]) -> dict[str, Stored]:
     return out
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    distro = platform.freedesktop_os_release().get("PRETTY_NAME", platform.system()) \
-        if hasattr(platform, "freedesktop_os_release") else platform.system()
-    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {distro}, "
-            f"Linux {platform.release()}, Python {platform.python_version()}")
-
-
-def software() -> str:
-    from importlib.metadata import version
-
-    def peer(kind: str, pkg: str) -> str:
-        for line in servers.LOCKS[kind].read_text().splitlines():
-            if line.startswith(f"{pkg}=="):
-                return line.split("==")[1]
-        return "?"
-
-    return (f"riskserve on BentoML {version('bentoml')}, uvicorn {version('uvicorn')}, "
-            f"xgboost {version('xgboost-cpu')}, lightgbm {version('lightgbm')}; "
-            f"peers: FastAPI {peer('fastapi', 'fastapi')} + uvicorn {peer('fastapi', 'uvicorn')}, "
-            f"MLServer {peer('mlserver', 'mlserver')}; load generator aiohttp "
-            f"{version('aiohttp')} / grpcio {version('grpcio')}")
-
-
 @dataclass
 class Target:
     """One way to send a model's single-row requests to one running server."""
@@ -130,16 +140,18 @@ class Target:
     where: str  # URL (HTTP) or host:port (gRPC)
     bodies: list[bytes]
     headers: dict[str, str] = field(default_factory=dict)
+    only_clients: tuple[int, ...] = ()  # measured at these concurrencies only (empty: all)
 
     @property
     def is_grpc(self) -> bool:
         return self.protocol == "grpc"
 
     @property
-    def check_name(self) -> str:
-        if self.server == "riskserve":
-            return f"riskserve-{self.protocol}"
-        return "seed" if self.server == "seed" else f"mlserver-{self.protocol}"
+    def answer_shape(self) -> str:
+        """How its answers read (payloads.answer_probability)."""
+        if self.is_grpc or self.protocol == "v1":
+            return self.protocol
+        return "seed" if self.server == "seed" else "v2"
 
     async def run(self, clients: int, args: argparse.Namespace, seconds: float) -> load.Result:
         probe = self.running.cpu_seconds
@@ -172,6 +184,8 @@ class Bench:
         self.bodies = {n: payloads.bodies(m.model) for n, m in models.items()}
         self.rows: list[Row] = []
         self.csv_rows: list[CsvRow] = []
+        self.cold_rows: list[ColdRow] = []
+        self.neighbour_rows: list[neighbours.NeighbourRow] = []
 
     def record(self, model: str, workers: int, server: str, protocol: str,
                result: load.Result, rss: float, spread: float = float("nan")) -> None:
@@ -181,10 +195,9 @@ class Bench:
                   kinds, rss, result.client_cpu_s / result.seconds if result.seconds else 0.0,
                   result.server_cpu_ms_per_request, spread)
         self.rows.append(row)
-        log(f"  {model:9} w={workers} c={result.clients:<3} {row.label:20} "
+        log(f"  {model:13} w={workers} c={result.clients:<3} {row.label:22} "
             f"{row.rps:8.0f} req/s ±{spread:4.0%}  p50 {row.p50:6.2f}  p99 {row.p99:7.2f} ms  "
-            f"errors {row.errors}  rss {rss:5.0f} MiB  server cpu/req {row.cpu_ms:.2f} ms  "
-            f"client cpu {row.client_cpu:.2f}")
+            f"errors {row.errors}  rss {rss:5.0f} MiB  server cpu/req {row.cpu_ms:.2f} ms")
 
     def cells(self, targets: list[Target], model: str, workers: int, clients: list[int]) -> None:
         """Every target at every concurrency, in interleaved rounds.
@@ -195,27 +208,28 @@ class Bench:
         a = self.args
         slice_s = a.seconds / a.rounds
         for c in clients:
-            parts: dict[int, list[load.Result]] = {i: [] for i in range(len(targets))}
+            now = [t for t in targets if not t.only_clients or c in t.only_clients]
+            parts: dict[int, list[load.Result]] = {i: [] for i in range(len(now))}
             for _ in range(a.rounds):
-                for i, t in enumerate(targets):
+                for i, t in enumerate(now):
                     parts[i].append(asyncio.run(t.run(c, a, slice_s)))
-            for i, t in enumerate(targets):
+            for i, t in enumerate(now):
                 rates = [p.rps for p in parts[i]]
                 mean = float(np.mean(rates))
                 spread = (max(rates) - min(rates)) / 2 / mean if mean else float("nan")
                 self.record(model, workers, t.server, t.protocol, combine(parts[i]),
                             t.running.rss_mb(), spread)
 
-    def limits(self, workers: int) -> None:
+    def limits(self, names: list[str], workers: int) -> None:
         from benchmarks.inprocess import single_row_limit
 
-        for name in self.models:
+        for name in names:
             result = single_row_limit(name, workers, self.args.seconds, self.args.max_requests)
             result.server_cpu_s = float(result.latencies_ms.sum()) / 1000  # busy time per call
             self.record(name, workers, "limit", "inprocess", result, float("nan"))
 
 
-def check_answer(target: Target, expected: float, model: str) -> None:
+def check_answer(target: Target, b: payloads.Bodies, model: str) -> None:
     """One request: the server must answer what the in-process model answers for the row."""
     import grpc
 
@@ -229,94 +243,86 @@ def check_answer(target: Target, expected: float, model: str) -> None:
             resp = pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(
                 pb.ModelInferRequest.FromString(body), timeout=10,
                 metadata=tuple(target.headers.items()))
-        got = payloads.positive_probability(target.check_name, resp.SerializeToString())
+        payload = resp.SerializeToString()
     else:
         r = httpx.post(target.where, content=body, timeout=10,
                        headers={"content-type": "application/json", **target.headers})
         if r.status_code != 200:
-            raise RuntimeError(f"{target.check_name} answered {r.status_code}: {r.text[:300]}")
-        got = payloads.positive_probability(target.check_name, r.content)
-    if not np.isclose(got, expected, rtol=1e-4, atol=1e-6):
-        raise RuntimeError(f"{target.check_name} scored {model} row 0 as {got}, in-process "
-                           f"says {expected}: not the same model or encoding")
+            raise RuntimeError(f"{target.server} {target.protocol} answered {r.status_code}: "
+                               f"{r.text[:300]}")
+        payload = r.content
+    got = payloads.answer_probability(target.answer_shape, payload, b.multiclass)
+    expected = float(b.expected[0])
+    if not np.isclose(got, expected, rtol=1e-4, atol=1e-5):
+        raise RuntimeError(f"{target.server} {target.protocol} scored {model} row 0 as {got}, "
+                           f"in-process says {expected}: not the same model or encoding")
 
 
-def targets_for(name: str, b: payloads.Bodies, servers_up: dict[str, Running]
-                ) -> list[Target]:
-    out = []
-    if rs := servers_up.get("riskserve"):
-        out += [Target("riskserve", "v1", rs, f"{rs.http_url}/v1/predict", b.v1, rs.headers),
-                Target("riskserve", "v2", rs, f"{rs.http_url}/v2/models/{name}/infer", b.v2,
-                       rs.headers),
-                Target("riskserve", "grpc", rs, rs.grpc_target or "", b.grpc,
-                       {"x-api-key": KEY})]
-    if seed := servers_up.get("seed"):
+def riskserve_targets(name: str, b: payloads.Bodies, rs: Running, server: str,
+                      only_clients: tuple[int, ...] = ()) -> list[Target]:
+    return [Target(server, "v1", rs, f"{rs.http_url}/v1/predict", b.v1, rs.headers,
+                   only_clients),
+            Target(server, "v2", rs, f"{rs.http_url}/v2/models/{name}/infer", b.v2,
+                   rs.headers, only_clients),
+            Target(server, "grpc", rs, rs.grpc_target or "", b.grpc, {"x-api-key": KEY},
+                   only_clients)]
+
+
+def targets_for(name: str, b: payloads.Bodies, up: dict[str, Running],
+                args: argparse.Namespace, tensor_peers: bool) -> list[Target]:
+    """Every target serving `name`: riskserve, the baseline, and the peers that take it."""
+    out = riskserve_targets(name, b, up["riskserve"], "riskserve")
+    if base := up.get("baseline"):
+        out += riskserve_targets(name, b, base, "baseline", tuple(args.baseline_clients))
+    if seed := up.get("seed"):
         out.append(Target("seed", "http", seed, f"{seed.http_url}/predict/{name}", b.seed))
-    if ml := servers_up.get("mlserver"):
-        out += [Target("mlserver", "rest", ml, f"{ml.http_url}/v2/models/{name}/infer",
-                       b.mlserver_rest),
-                Target("mlserver", "grpc", ml, ml.grpc_target or "", b.mlserver_grpc)]
+    if not tensor_peers:
+        return out
+    v2_path = f"/v2/models/{name}/infer"
+    if ml := up.get("mlserver"):
+        out += [Target("mlserver", "rest", ml, ml.http_url + v2_path, b.tensor_rest),
+                Target("mlserver", "grpc", ml, ml.grpc_target or "", b.tensor_grpc)]
+    if ks := up.get("kserve"):
+        out.append(Target("kserve", "rest", ks, ks.http_url + v2_path, b.tensor_rest))
+    if ray := up.get("ray"):
+        out.append(Target("ray", "http", ray, ray.http_url + v2_path, b.tensor_rest))
     return out
 
 
-def _timed_post(url: str, **kwargs: Any) -> tuple[float, httpx.Response]:
-    load.require_loopback(url)
-    t0 = time.perf_counter()
-    resp = httpx.post(url, timeout=180, **kwargs)
-    return time.perf_counter() - t0, resp
+STARTERS = {
+    "mlserver": servers.start_mlserver,
+    "kserve": servers.start_kserve,
+    "ray": servers.start_ray,
+}
 
 
-def run_csv(bench: Bench, servers_up: dict[str, Running], name: str, workers: int,
-            payload: bytes) -> None:
-    """One 100k-row file per server; rows out must equal rows in."""
-    rows_in = payload.count(b"\n") - 1
-    csv_file = {"file": ("rows.csv", payload, "text/csv")}
-    for server, running in servers_up.items():
-        if server == "riskserve":
-            how = "POST /v1/predict_csv (multipart, validated, streamed back)"
-            secs, r = _timed_post(f"{running.http_url}/v1/predict_csv", headers=running.headers,
-                                  files=csv_file, data={"model": name})
-            rows_out = r.content.count(b"\n") - 1
-        elif server == "seed":
-            how = "POST /predict_csv (UploadFile, one pandas frame)"
-            secs, r = _timed_post(f"{running.http_url}/predict_csv/{name}", files=csv_file)
-            rows_out = r.content.count(b"\n") - 1
-        else:
-            # MLServer has no CSV endpoint: the client encodes the file and sends one tensor.
-            import io
-
-            import pandas as pd
-
-            frame = pd.read_csv(io.BytesIO(payload))
-            x = payloads.encoded(bench.models[name].model, payloads.records(name, frame))
-            how = "POST /v2 infer: one FP32 tensor, encoded by the client (not CSV)"
-            secs, r = _timed_post(f"{running.http_url}/v2/models/{name}/infer",
-                                  content=payloads.mlserver_body(x),
-                                  headers={"content-type": "application/json"})
-            rows_out = int(r.json()["outputs"][0]["shape"][0]) if r.status_code == 200 else 0
-        if r.status_code != 200:
-            raise RuntimeError(f"{server} CSV answered {r.status_code}: {r.text[:300]}")
-        label = {"riskserve": "riskserve", "seed": "seed FastAPI", "mlserver": "MLServer"}[server]
-        bench.csv_rows.append(CsvRow(name, workers, label, how, rows_in, rows_out, secs,
-                                     running.rss_mb()))
-        log(f"  {name:9} CSV {label:13} {secs:6.2f} s  rows {rows_in} -> {rows_out}")
-
-
-def start_all(bench: Bench, workers: int, peers: list[str], logs: Path) -> dict[str, Running]:
+def start_all(bench: Bench, workers: int, peers: list[str], logs: Path,
+              baseline_root: Path | None) -> dict[str, Running]:
     """Every server at `workers`, side by side (each idles while another is measured)."""
     up: dict[str, Running] = {}
+    a = bench.args
+    tensor_models = {n: bench.models[n] for n in a.models if n in bench.models}
     try:
-        extra = dict(kv.split("=", 1) for kv in bench.args.riskserve_env)
+        extra = dict(kv.split("=", 1) for kv in a.riskserve_env)
         up["riskserve"] = servers.start_riskserve(workers, logs, env=extra, key=KEY)
-        if "seed" in peers:
-            pickle_path = CACHE / "seed-models.pkl"
-            servers.write_seed_pickle(bench.models, pickle_path)
-            up["seed"] = servers.start_seed(workers, pickle_path, logs)
-        if "mlserver" in peers:
-            up["mlserver"] = servers.start_mlserver(workers, bench.models, logs)
+        if baseline_root is not None:
+            up["baseline"] = servers.start_riskserve(workers, logs, env=extra, key=KEY,
+                                                     baseline=baseline_root, name="baseline")
+        for peer in peers:
+            if peer == "seed":
+                pickle_path = CACHE / "seed-models.pkl"
+                servers.write_seed_pickle(bench.models, pickle_path)
+                up["seed"] = servers.start_seed(workers, pickle_path, logs)
+            elif tensor_models:
+                up[peer] = STARTERS[peer](workers, tensor_models, logs)
     except BaseException:
         stop_all(up)
         raise
+    for name, running in up.items():
+        bench.cold_rows.append(ColdRow(name, workers, running.cold_start_s, running.rss_mb(),
+                                       running.rss_per_worker_mb(), running.processes()))
+        log(f"  {name} w={workers}: ready in {running.cold_start_s:.1f} s, "
+            f"RSS {running.rss_mb():.0f} MiB ({running.rss_per_worker_mb():.0f} per worker)")
     return up
 
 
@@ -325,112 +331,135 @@ def stop_all(up: dict[str, Running]) -> None:
         running.stop()
 
 
-def csv_payloads(names: list[str], rows: int) -> dict[str, bytes]:
-    if rows <= 0:
-        return {}
-    return {n: payloads.sample_frame(n, rows, seed=5).to_csv(index=False).encode() for n in names}
+def csv_payloads(names: list[str], sizes: list[int]) -> dict[tuple[str, int], bytes]:
+    return {(n, rows): payloads.sample_frame(n, rows, seed=5).to_csv(index=False).encode()
+            for rows in sizes for n in names}
 
 
-METHOD = """\
-- Closed loop: C clients each send one single-row request, wait for the answer, send the
-  next ({seconds:g} s measured per cell, in rounds each after {warmup:g} s of warm-up, at most
-  {max_requests:,} requests per round, 10 s timeout per request). req/s counts successful
-  answers; p50/p95/p99 are over them; errors are any other status or a timeout. The load
-  generator (Python: aiohttp for HTTP with keep-alive connections, grpc.aio with one channel
-  per client) runs on the same 2 cores as the server, the same for every server.
-- Same model version everywhere: riskserve loads it from the BentoML store; the seed-style
-  FastAPI app unpickles the same booster (XGBClassifier / LightGBM Booster) with the encoder's
-  tables and builds a pandas DataFrame per request; MLServer's xgboost / lightgbm runtimes load
-  the stored model.ubj / model.txt. Before each server is measured, its answer for one row is
-  checked against the in-process prediction.
-- The seed app runs under `uvicorn --workers N` through benchmarks/seed_serve.py, which only
-  restores TCP_NODELAY: stock `uvicorn --workers` (0.54) leaves Nagle on (uvicorn issue
-  #3149) and then answers every keep-alive request ~45 ms late (48 ms p50 at one client).
-- MLServer gets each row already encoded (one FP32 tensor [1, F], encoded by riskserve's
-  Encoder in the client), because its runtimes take only the estimator's float matrix;
-  riskserve and the seed app receive raw fields (categories as strings) and encode them
-  server-side. riskserve also checks an API key and validates every field; the peers do not.
-- Workers: riskserve `RISKSERVE_WORKERS=N` (BentoML worker processes), the seed app
-  `uvicorn --workers N`, MLServer `parallel_workers: N` (inference processes behind its one
-  HTTP/gRPC front process). One OpenMP thread per model call everywhere (riskserve sets
-  nthread=1; the peers run with OMP_NUM_THREADS=1), so no server oversubscribes the cores.
-  All servers run side by side, each idle while another is measured; each cell is split into
-  {rounds} rounds that alternate the targets, so background load on a shared machine falls on
-  all of them alike. RSS is the sum over the server's whole process tree after the cell;
-  server CPU ms/req is that tree's user+system CPU time over the measured window divided by
-  the requests answered (robust to other load, unlike req/s).
-- × seed FastAPI / × MLServer: riskserve's req/s divided by the peer's at the same model,
-  clients and workers (MLServer REST for /v1 and /v2, MLServer gRPC for gRPC). "of limit":
-  req/s divided by the in-process limit: `validation.columns_from_records` +
-  `ScoringModel.predict` of one row in a loop, in N processes, no server (its latency columns
-  are per call).
-- CSV: one upload of {csv_rows:,} generated rows (best of 2), rows out counted in the answer.
-"""
+def plan(args: argparse.Namespace) -> list[int]:
+    """Worker counts to start servers at, the headline first."""
+    scen = set(args.scenarios)
+    counts = [args.workers]
+    if "peers" in scen:
+        counts += args.also_workers
+    if "neighbours" in scen:
+        counts += args.neighbour_workers
+    return list(dict.fromkeys(counts))
+
+
+def needed_models(args: argparse.Namespace) -> list[str]:
+    scen = set(args.scenarios)
+    names = list(args.models) if {"peers", "csv"} & scen else []
+    if "keystroke" in scen:
+        names += args.keystroke_models
+    if "neighbours" in scen:
+        names += ["fraud", *neighbours.HEAVY]
+    return list(dict.fromkeys(names))
+
+
+def measure_at(bench: Bench, workers: int, up: dict[str, Running]) -> None:
+    """Every scenario that runs at this worker count, on the servers already up."""
+    a = bench.args
+    scen = set(a.scenarios)
+    headline = workers == a.workers
+    for name, b in bench.bodies.items():  # every server measured must answer like in-process
+        measured = ((name in a.models and "peers" in scen)
+                    or (name in a.keystroke_models and "keystroke" in scen and headline))
+        for t in targets_for(name, b, up, a, name in a.models):
+            if measured or (t.server in ("riskserve", "baseline") and t.protocol == "v1"):
+                check_answer(t, b, name)
+    if "peers" in scen and (headline or workers in a.also_workers):
+        clients = a.clients if headline else [a.headline_clients]
+        bench.limits(a.models, workers)
+        for name in a.models:
+            bench.cells(targets_for(name, bench.bodies[name], up, a, True), name, workers,
+                        clients)
+    if "keystroke" in scen and headline:
+        bench.limits(a.keystroke_models, workers)
+        for name in a.keystroke_models:
+            bench.cells(targets_for(name, bench.bodies[name], up, a, False), name, workers,
+                        a.keystroke_clients)
+    if "neighbours" in scen and workers in a.neighbour_workers:
+        v1 = {n: bench.bodies[n].v1 for n in ("fraud", *neighbours.HEAVY)}
+        for server in ("riskserve", "baseline"):
+            if server in up:
+                bench.neighbour_rows += neighbours.measure(
+                    up[server], server, workers, v1, a.neighbour_rounds, a.neighbour_seconds,
+                    a.warmup, a.max_requests, a.fraud_clients, a.heavy_clients)
+    if "csv" in scen and headline and a.csv_rows:
+        from benchmarks.inprocess import csv_limit
+
+        for (name, rows), payload in csv_payloads(a.models, a.csv_rows).items():
+            secs, rows_out = csv_limit(name, payload)
+            bench.csv_rows.append(CsvRow(name, workers, LIMIT_LABEL,
+                                         "pandas read + validate + predict + to_csv", rows,
+                                         rows_out, secs, float("nan")))
+            bench.csv_rows += csvbench.run(up, bench.models[name], workers, payload,
+                                           a.csv_tries)
+
+
+def peers_at(args: argparse.Namespace, workers: int) -> list[str]:
+    """Peers worth starting at this worker count (the seed app also serves keystroke)."""
+    scen = set(args.scenarios)
+    headline = workers == args.workers
+    if "peers" in scen and (headline or workers in args.also_workers):
+        return list(args.peers)
+    if headline and "keystroke" in scen and "seed" in args.peers:
+        return ["seed"]
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    names = [n for n in args.models.split(",") if n]
-    peers = [p for p in args.peers.split(",") if p]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or REPO / "reports" / "bench" / stamp
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
     log(f"model store {os.environ['BENTOML_HOME']}: training what is missing")
-    ensure_trained()
-    for kind in ("fastapi" if "seed" in peers else "", "mlserver" if "mlserver" in peers else ""):
-        if kind:
-            servers.ensure_venv(kind)
-    models = load_models(names)
-    bench = Bench(args, models)
-    csv = csv_payloads(names, args.csv_rows)
+    ensure_trained(args.train_quick)
+    for peer in sorted({p for w in plan(args) for p in peers_at(args, w)}):
+        servers.ensure_venv(VENVS[peer])
+    baseline_root, baseline_sha = (baseline.checkout(args.baseline) if args.baseline
+                                   else (None, ""))
+    bench = Bench(args, load_models(needed_models(args)))
 
-    plan = [(args.workers, args.clients, csv)] + [
-        (w, [args.headline_clients], {}) for w in args.also_workers if w != args.workers]
     load_before = os.getloadavg()
-    for workers, clients, csv_now in plan:
-        log(f"in-process limit, {workers} process(es)")
-        bench.limits(workers)
-        for name, payload in csv_now.items():
-            from benchmarks.inprocess import csv_limit
-
-            secs, rows_out = csv_limit(name, payload)
-            bench.csv_rows.append(CsvRow(name, workers, "in-process (limit)", "pandas read + "
-                                         "validate + predict + to_csv", payload.count(b"\n") - 1,
-                                         rows_out, secs, float("nan")))
-        log(f"starting {', '.join(['riskserve', *peers])} with {workers} worker(s) each")
-        up = start_all(bench, workers, peers, logs)
+    for workers in plan(args):
+        peers = peers_at(args, workers)
+        log(f"starting {', '.join(['riskserve', *(['baseline'] if baseline_root else []), *peers])}"
+            f" with {workers} worker(s) each")
+        up = start_all(bench, workers, peers, logs, baseline_root)
         try:
-            for name, b in bench.bodies.items():
-                targets = targets_for(name, b, up)
-                for t in targets:
-                    check_answer(t, float(b.expected[0]), name)
-                bench.cells(targets, name, workers, clients)
-            for name, payload in csv_now.items():
-                run_csv(bench, up, name, workers, payload)
+            measure_at(bench, workers, up)
         finally:
             stop_all(up)
     load_after = os.getloadavg()
 
     wall = time.monotonic() - started
-    meta = {
+    info = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(), "software": software(), "wall_s": wall,
+        "machine": meta.machine(), "software": meta.software(args.peers), "wall_s": wall,
         "load": f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (1-min load average)",
         "command": "make bench" if argv is None and len(sys.argv) <= 1
         else "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
-        "method": METHOD.format(seconds=args.seconds, warmup=args.warmup, rounds=args.rounds,
-                                max_requests=args.max_requests, csv_rows=args.csv_rows),
+        "baseline": f"{args.baseline} ({baseline_sha})" if args.baseline else "",
+        "method": meta.METHOD.format(
+            seconds=args.seconds, warmup=args.warmup, rounds=args.rounds,
+            max_requests=args.max_requests, csv_tries=args.csv_tries,
+            fraud_clients=args.fraud_clients, heavy_clients=args.heavy_clients,
+            neighbour_rounds=args.neighbour_rounds, neighbour_seconds=args.neighbour_seconds),
     }
-    md = report.markdown(bench.rows, bench.csv_rows, meta, args.workers, args.headline_clients)
-    (out / "results.md").write_text(md)
-    report.plot(bench.rows, out / "results.png", args.workers,
+    results = Results(bench.rows, bench.csv_rows, bench.cold_rows, bench.neighbour_rows)
+    (out / "results.md").write_text(report.markdown(results, info, args.workers,
+                                                    args.headline_clients,
+                                                    args.neighbour_workers))
+    report.plot(results, out / "results.png", args.workers,
                 f"riskserve vs peers, single-row requests, {args.workers} workers — "
-                f"{meta['machine']}")
-    (out / "results.json").write_text(json.dumps({"meta": meta, **report.to_json(
-        bench.rows, bench.csv_rows)}, indent=1, default=float))
+                f"{info['machine']}")
+    (out / "results.json").write_text(json.dumps({"meta": info, **report.to_json(results)},
+                                                 indent=1, default=float))
     if not args.no_publish:
         shutil.copy(out / "results.md", REPO / "benchmarks" / "RESULTS.md")
         shutil.copy(out / "results.png", REPO / "benchmarks" / "results.png")

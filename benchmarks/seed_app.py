@@ -4,7 +4,7 @@ A pickle loaded at start, a pydantic body per model, one pandas DataFrame per re
 `predict_proba` of the scikit-learn API (LightGBM: the Booster's `predict`), and an upload
 endpoint that reads the whole CSV with pandas. It runs under plain uvicorn with
 `--workers N` in its own venv (benchmarks/requirements-fastapi.txt) and imports nothing from
-riskserve: the pickle (written by benchmarks/peers.py from the same stored model version)
+riskserve: the pickle (written by benchmarks/servers.py from the same stored model version)
 carries the estimator and the encoder's fitted tables, so features are encoded exactly as
 riskserve encodes them, only the seed way (pandas `map`). No auth, no validation beyond
 pydantic's types: that is part of what is being compared.
@@ -37,6 +37,19 @@ class Transaction(BaseModel):
     newbalance_orig: float
     oldbalance_dest: float
     newbalance_dest: float
+
+
+class KeystrokeSample(BaseModel):
+    """The eight timing statistics the keystroke models take (milliseconds)."""
+
+    ht_mean: float
+    ht_std: float
+    ppt_mean: float
+    ppt_std: float
+    rrt_mean: float
+    rrt_std: float
+    rpt_mean: float
+    rpt_std: float
 
 
 class Applicant(BaseModel):
@@ -72,16 +85,29 @@ def encode(name: str, df: pd.DataFrame) -> pd.DataFrame:
     return out.astype(np.float32)
 
 
-def positive_probability(name: str, x: pd.DataFrame) -> np.ndarray:
+def probabilities(name: str, x: pd.DataFrame) -> np.ndarray:
+    """[N, K] class probabilities (scikit-learn API), or [N] P(positive) from a LightGBM Booster."""
     model = MODELS[name]["model"]
     if hasattr(model, "predict_proba"):
-        return model.predict_proba(x)[:, 1]
+        return np.asarray(model.predict_proba(x))
     return np.asarray(model.predict(x))  # a LightGBM Booster answers P(positive) directly
 
 
+def labelled(name: str, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probability of the label for multiclass / of the positive class for binary)."""
+    if p.ndim == 1:
+        return (p >= 0.5).astype(int), p
+    if p.shape[1] == 2:
+        return (p[:, 1] >= 0.5).astype(int), p[:, 1]
+    classes = np.asarray(MODELS[name]["model"].classes_)
+    return classes[np.argmax(p, axis=1)], p.max(axis=1)
+
+
 def answer(name: str, df: pd.DataFrame) -> dict[str, Any]:
-    p = positive_probability(name, encode(name, df))
-    return {"prediction": int(p[0] >= 0.5), "probability": float(p[0])}
+    labels, p = labelled(name, probabilities(name, encode(name, df)))
+    label = labels[0]
+    return {"prediction": label.item() if hasattr(label, "item") else label,
+            "probability": float(p[0])}
 
 
 app = FastAPI(title="seed-style model API")
@@ -97,14 +123,29 @@ def predict_risk_flag(applicant: Applicant) -> dict[str, Any]:
     return answer("risk-flag", pd.DataFrame([applicant.model_dump()]))
 
 
+# The seed keystroke API: scikit-learn's predict_proba on a one-row pandas frame per request,
+# the forest with the n_jobs it was trained with (what the seed project shipped).
+@app.post("/predict/keystroke-rf")
+def predict_keystroke_rf(sample: KeystrokeSample) -> dict[str, Any]:
+    return answer("keystroke-rf", pd.DataFrame([sample.model_dump()]))
+
+
+@app.post("/predict/keystroke-svm")
+def predict_keystroke_svm(sample: KeystrokeSample) -> dict[str, Any]:
+    return answer("keystroke-svm", pd.DataFrame([sample.model_dump()]))
+
+
+@app.post("/predict/keystroke-xgb")
+def predict_keystroke_xgb(sample: KeystrokeSample) -> dict[str, Any]:
+    return answer("keystroke-xgb", pd.DataFrame([sample.model_dump()]))
+
+
 @app.post("/predict_csv/{name}")
 def predict_csv(name: str, file: UploadFile = File(...)) -> Response:  # noqa: B008 (FastAPI idiom)
     if name not in MODELS:
         raise HTTPException(404, f"unknown model {name}")
     df = pd.read_csv(file.file)
-    p = positive_probability(name, encode(name, df))
-    df["prediction"] = (p >= 0.5).astype(int)
-    df["probability"] = p
+    df["prediction"], df["probability"] = labelled(name, probabilities(name, encode(name, df)))
     buf = io.StringIO()
     df.to_csv(buf, index=False)
     return Response(buf.getvalue(), media_type="text/csv")

@@ -1,10 +1,18 @@
 """Start, wait for and stop the servers under test, all bound to 127.0.0.1 on free ports.
 
-- riskserve: the real `bentoml serve service:RiskServe` through riskserve/devtools/server.py.
+- riskserve: the real `bentoml serve service:RiskServe` through riskserve/devtools/server.py;
+  the baseline (`--baseline REF`) the same from a worktree of REF (benchmarks/baseline.py).
 - seed: the seed-style FastAPI app (benchmarks/seed_app.py) under `uvicorn --workers N`, in its
   own venv, loading a pickle of the same stored model version.
 - mlserver: MLServer 1.7 with its xgboost / lightgbm runtimes on the stored native model files
   (model.ubj, model.txt), in its own venv, with `parallel_workers` = N.
+- kserve: KServe's Python model server (benchmarks/kserve_app.py), one `kserve.Model` per
+  booster, REST v2, `workers` = N.
+- ray: Ray Serve (benchmarks/ray_app.py), one deployment with `num_replicas` = N of one CPU.
+
+Every start is timed from process launch to ready (cold start), and RSS is read over the
+server's whole process tree (per worker: that sum divided by N, what each unit of parallelism
+costs, front processes included).
 
 Peer venvs are built from the pinned lock files in benchmarks/ with `pip install --no-deps`
 and reused while the lock file's hash is unchanged. Readiness waits until every worker of a
@@ -17,6 +25,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -38,7 +47,11 @@ CACHE = REPO / ".cache" / "bench"
 # no server oversubscribes the cores (XGBoost and LightGBM default to one thread per core).
 PEER_ENV = {"OMP_NUM_THREADS": "1"}
 LOCKS = {"fastapi": HERE / "requirements-fastapi.txt",
-         "mlserver": HERE / "requirements-mlserver.txt"}
+         "mlserver": HERE / "requirements-mlserver.txt",
+         "kserve": HERE / "requirements-kserve.txt",
+         "ray": HERE / "requirements-ray.txt"}
+# Peers that serve only the boosters (their runtimes take the native XGBoost/LightGBM files).
+BOOSTER_FRAMEWORKS = ("xgboost", "lightgbm")
 
 
 @dataclass
@@ -47,6 +60,22 @@ class Stored:
 
     model: ScoringModel
     path: Path
+
+    @property
+    def framework(self) -> str:
+        """The native framework (the compiled runtime riskserve may serve is not the peers')."""
+        return self.model.native_adapter().framework
+
+    @property
+    def booster_file(self) -> tuple[str, Path]:
+        """(framework, native model file) for the booster peers."""
+        name = "model.ubj" if self.framework == "xgboost" else "model.txt"
+        return self.framework, self.path / name
+
+
+def boosters(models: dict[str, Stored]) -> dict[str, Stored]:
+    """The models the tensor peers (MLServer, KServe, Ray Serve) can serve."""
+    return {n: m for n, m in models.items() if m.framework in BOOSTER_FRAMEWORKS}
 
 
 def log(msg: str) -> None:
@@ -82,6 +111,9 @@ class Running:
     grpc_target: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     stopper: Callable[[], None] | None = None
+    workers: int = 1
+    started_at: float = field(default_factory=time.monotonic)
+    cold_start_s: float = float("nan")  # process launch -> ready (every worker)
 
     def _tree(self) -> list[psutil.Process]:
         """The server and every process under it (workers, helpers); empty once it is gone."""
@@ -111,6 +143,12 @@ class Running:
         """User + system CPU time used so far by the whole process tree."""
         return self._sum(lambda p: sum(p.cpu_times()[:2]))
 
+    def rss_per_worker_mb(self) -> float:
+        return self.rss_mb() / self.workers
+
+    def processes(self) -> int:
+        return len(self._tree())
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -129,6 +167,7 @@ def _wait(running: Running, ready: Callable[[], bool], timeout_s: float = 120.0)
             raise RuntimeError(f"{running.name} exited:\n{running.log_path.read_text()[-3000:]}")
         try:
             if ready():
+                running.cold_start_s = time.monotonic() - running.started_at
                 return
         except httpx.HTTPError:
             pass
@@ -138,32 +177,59 @@ def _wait(running: Running, ready: Callable[[], bool], timeout_s: float = 120.0)
                        f"{running.log_path.read_text()[-3000:]}")
 
 
+# BentoML logs this once per worker and startup hook (riskserve has one hook per worker).
+_HOOK_DONE = re.compile(r"Completed async startup hook: \w+")
+
+
 def start_riskserve(workers: int, logs: Path, env: dict[str, str] | None = None,
-                    key: str = "bench-key") -> Running:
-    """`bentoml serve` on free ports; ready once every worker finished its startup hook."""
-    served = rs_server.start(logs / f"riskserve-w{workers}.log", env or {}, key=key,
-                             workers=workers)
-    running = Running("riskserve", served.proc, served.log, served.url,
-                      f"127.0.0.1:{served.grpc_port}", served.headers, served.stop)
-    # /readyz answers as soon as one worker is up; each worker logs its gRPC startup hook.
-    _wait(running, lambda: served.log_text().count(
-        "Completed async startup hook: start_grpc") >= workers)
+                    key: str = "bench-key", baseline: Path | None = None,
+                    name: str = "riskserve") -> Running:
+    """`bentoml serve` on free ports; ready once /readyz is 200 and every worker's hook ran.
+
+    `baseline`: serve the worktree at that path (benchmarks/baseline.py) instead of this
+    checkout.
+    """
+    from benchmarks import baseline as baseline_mod
+
+    log_path = logs / f"{name}-w{workers}.log"
+    t0 = time.monotonic()
+    if baseline is None:
+        served = rs_server.start(log_path, env or {}, key=key, workers=workers, wait=False)
+    else:
+        served = baseline_mod.start(baseline, log_path, env or {}, key, workers)
+    running = Running(name, served.proc, served.log, served.url,
+                      f"127.0.0.1:{served.grpc_port}", served.headers, served.stop,
+                      workers=workers, started_at=t0)
+
+    def ready() -> bool:
+        # /readyz answers once one worker is up; each worker logs its startup (gRPC) hook.
+        return (len(_HOOK_DONE.findall(served.log_text())) >= workers
+                and httpx.get(f"{served.url}/readyz", timeout=2).status_code == 200)
+
+    _wait(running, ready)
     return running
 
 
 def write_seed_pickle(models: dict[str, Stored], path: Path) -> None:
-    """What a seed project shipped: the estimator pickled, plus the encoder's tables."""
+    """What a seed project shipped: the estimator pickled, plus the encoder's tables.
+
+    XGBoost as an XGBClassifier and scikit-learn estimators as fitted (the forest keeps the
+    n_jobs it was trained with), so the seed app calls predict_proba on a pandas frame;
+    LightGBM as its Booster.
+    """
     import lightgbm as lgb
     import xgboost as xgb
 
     bundle: dict[str, Any] = {}
     for name, stored in models.items():
         m, model_dir = stored.model, stored.path
-        if m.adapter.framework == "xgboost":
+        if stored.framework == "xgboost":
             est: Any = xgb.XGBClassifier()
             est.load_model(str(model_dir / "model.ubj"))
-        else:
+        elif stored.framework == "lightgbm":
             est = lgb.Booster(model_file=str(model_dir / "model.txt"))
+        else:
+            est = m.native_adapter().estimator  # type: ignore[attr-defined]
         bundle[name] = {
             "model": est,
             "features": list(m.spec.feature_names),
@@ -183,16 +249,18 @@ def start_seed(workers: int, pickle_path: Path, logs: Path) -> Running:
     for f in ready_dir.iterdir():
         f.unlink()
     log_path = logs / f"seed-w{workers}.log"
+    # `python -m` from cwd=REPO puts the repository on sys.path: no PYTHONPATH needed.
     env = {**os.environ, **PEER_ENV, "BENCH_SEED_PICKLE": str(pickle_path),
-           "PYTHONPATH": str(REPO),
            "BENCH_SEED_READY_DIR": str(ready_dir)}
+    t0 = time.monotonic()
     proc = subprocess.Popen(
         # benchmarks.seed_serve is `uvicorn` with TCP_NODELAY restored (see its docstring).
         [str(bin_dir / "python"), "-m", "benchmarks.seed_serve", "benchmarks.seed_app:app",
          "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         cwd=REPO, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True)
-    running = Running("seed", proc, log_path, f"http://127.0.0.1:{port}")
+    running = Running("seed", proc, log_path, f"http://127.0.0.1:{port}", workers=workers,
+                      started_at=t0)
 
     def ready() -> bool:
         return (len(list(ready_dir.iterdir())) >= workers
@@ -212,17 +280,15 @@ def write_mlserver_repo(models: dict[str, Stored], root: Path, workers: int,
         "model_repository_root": str(root), "load_models_at_startup": True,
         "metrics_dir": str(root / ".metrics"), "environments_dir": str(root / ".envs"),
     }, indent=1))
-    for name, stored in models.items():
-        m, model_dir = stored.model, stored.path
-        if m.adapter.framework == "xgboost":
-            impl, uri = "mlserver_xgboost.XGBoostModel", model_dir / "model.ubj"
-        else:
-            impl, uri = "mlserver_lightgbm.LightGBMModel", model_dir / "model.txt"
+    for name, stored in boosters(models).items():
+        framework, uri = stored.booster_file
+        impl = {"xgboost": "mlserver_xgboost.XGBoostModel",
+                "lightgbm": "mlserver_lightgbm.LightGBMModel"}[framework]
         folder = root / name
         folder.mkdir(exist_ok=True)
         (folder / "model-settings.json").write_text(json.dumps({
             "name": name, "implementation": impl,
-            "parameters": {"uri": str(uri), "version": m.version},
+            "parameters": {"uri": str(uri), "version": stored.model.version},
         }, indent=1))
 
 
@@ -232,16 +298,68 @@ def start_mlserver(workers: int, models: dict[str, Stored], logs: Path) -> Runni
     root = CACHE / "mlserver-repo"
     write_mlserver_repo(models, root, workers, http_port, grpc_port, metrics_port)
     log_path = logs / f"mlserver-w{workers}.log"
+    t0 = time.monotonic()
     proc = subprocess.Popen([str(bin_dir / "mlserver"), "start", str(root)], cwd=root,
-                            env={**os.environ, **PEER_ENV, "PYTHONPATH": ""},
+                            env={**os.environ, **PEER_ENV},
                             stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     running = Running("mlserver", proc, log_path, f"http://127.0.0.1:{http_port}",
-                      f"127.0.0.1:{grpc_port}")
+                      f"127.0.0.1:{grpc_port}", workers=workers, started_at=t0)
+    _wait(running, lambda: _v2_models_ready(running.http_url, boosters(models)))
+    return running
 
-    def ready() -> bool:
-        return all(httpx.get(f"{running.http_url}/v2/models/{n}/ready", timeout=2)
-                   .status_code == 200 for n in models)
 
-    _wait(running, ready)
+def _v2_models_ready(url: str, models: dict[str, Stored]) -> bool:
+    return all(httpx.get(f"{url}/v2/models/{n}/ready", timeout=2).status_code == 200
+               for n in models)
+
+
+def _booster_manifest(models: dict[str, Stored], path: Path) -> Path:
+    """{name: {framework, path}} for the KServe and Ray Serve apps (they import no riskserve)."""
+    entries = {}
+    for name, stored in boosters(models).items():
+        framework, file = stored.booster_file
+        entries[name] = {"framework": framework, "path": str(file)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=1))
+    return path
+
+
+def start_kserve(workers: int, models: dict[str, Stored], logs: Path) -> Running:
+    """KServe's ModelServer (REST v2, gRPC off) with `workers` = N, in its own venv."""
+    bin_dir = ensure_venv("kserve")
+    port = rs_server.free_port()
+    manifest = _booster_manifest(models, CACHE / "kserve-models.json")
+    log_path = logs / f"kserve-w{workers}.log"
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [str(bin_dir / "python"), "-m", "benchmarks.kserve_app", "--models", str(manifest),
+         "--http_port", str(port), "--workers", str(workers), "--enable_grpc", "false"],
+        cwd=REPO, env={**os.environ, **PEER_ENV}, stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    running = Running("kserve", proc, log_path, f"http://127.0.0.1:{port}", workers=workers,
+                      started_at=t0)
+    _wait(running, lambda: _v2_models_ready(running.http_url, boosters(models)))
+    return running
+
+
+def start_ray(workers: int, models: dict[str, Stored], logs: Path) -> Running:
+    """Ray Serve, `num_replicas` = N of one CPU each, HTTP on 127.0.0.1, in its own venv."""
+    bin_dir = ensure_venv("ray")
+    port = rs_server.free_port()
+    manifest = _booster_manifest(models, CACHE / "ray-models.json")
+    ready_file = CACHE / "ray-ready"
+    ready_file.unlink(missing_ok=True)
+    log_path = logs / f"ray-w{workers}.log"
+    env = {**os.environ, **PEER_ENV, "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_SERVE_HTTP_HOST": "127.0.0.1"}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [str(bin_dir / "python"), "-m", "benchmarks.ray_app", "--models", str(manifest),
+         "--port", str(port), "--replicas", str(workers), "--ready", str(ready_file)],
+        cwd=REPO, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    running = Running("ray", proc, log_path, f"http://127.0.0.1:{port}", workers=workers,
+                      started_at=t0)
+    _wait(running, ready_file.is_file, timeout_s=240.0)
     return running
