@@ -116,12 +116,17 @@ test-container: image  ## run the image and the chart's pod under podman, on loo
 # reports/bench/<timestamp>/ and the latest copy in benchmarks/RESULTS.md + results.png.
 .PHONY: bench fuzz profile
 
-bench: setup  ## riskserve vs the in-process limit, a seed-style FastAPI app and MLServer (<10 min)
-	$(BIN)/python -m benchmarks
+# make bench compares with BENCH_BASELINE (empty: no baseline); BENCH_ARGS adds any flag of
+# `python -m benchmarks --help` (e.g. BENCH_ARGS="--scenarios neighbours --peers seed").
+BENCH_BASELINE ?= 9febb48
+BENCH_ARGS ?=
+bench: setup  ## noisy neighbour, peers (seed app, MLServer, KServe, Ray Serve), CSV, cold start, vs BENCH_BASELINE (~15 min)
+	$(BIN)/python -m benchmarks $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE)) $(BENCH_ARGS)
 
 fuzz: setup  ## a long randomised schemathesis + property fuzz run (the default tests run a short one)
 	RISKSERVE_FUZZ_EXAMPLES=$${RISKSERVE_FUZZ_EXAMPLES:-300} RISKSERVE_FUZZ_SEED=random \
 	  $(BIN)/pytest tests/test_fuzz.py -q
 
-profile: setup  ## py-spy profile of one riskserve worker under the bench load (MODEL=, PROTOCOL=)
-	$(BIN)/python -m benchmarks.profile --model $${MODEL:-fraud} --protocol $${PROTOCOL:-v1}
+profile: setup  ## py-spy profile of one riskserve worker under the bench load (MODEL=, PROTOCOL=, NEIGHBOUR=)
+	$(BIN)/python -m benchmarks.profile --model $${MODEL:-fraud} --protocol $${PROTOCOL:-v1} \
+	  $${NEIGHBOUR:+--neighbour $$NEIGHBOUR}
