@@ -196,7 +196,8 @@ riskserve is up (image riskserve:${IMAGE_TAG}, context ${ctx}).
   Grafana:    http://127.0.0.1:${GRAFANA_LOCAL_PORT}   (user admin; password:
               kubectl --context ${ctx} -n ${MONITORING_NAMESPACE} get secret ${KPS_RELEASE}-grafana -o jsonpath='{.data.admin-password}' | base64 -d)
   Prometheus: http://127.0.0.1:${PROMETHEUS_LOCAL_PORT}
-  API key:    export RISKSERVE_API_KEY="\$(kubectl --context ${ctx} -n ${NAMESPACE} get secret ${KEY_SECRET} -o jsonpath='{.data.api-keys}' | base64 -d)"
+  API key:    export RISKSERVE_API_KEY="\$(kubectl --context ${ctx} -n ${NAMESPACE} get secret ${KEY_SECRET} -o jsonpath='{.data.api-keys}' | base64 -d | awk '!/^[[:space:]]*(#|\$)/ { print \$1; exit }')"
+  More keys:  scoped lines (name= models= rate=), rotated without a restart: helm/riskserve/README.md
   Try:        curl -s -H "X-API-Key: \$RISKSERVE_API_KEY" -H 'Content-Type: application/json' \\
                 -d '{"model":"fraud","inputs":[{"step":1,"type":"TRANSFER","amount":181.0,"oldbalance_org":181.0,"newbalance_orig":0.0,"oldbalance_dest":0.0,"newbalance_dest":0.0}]}' \\
                 http://127.0.0.1:${HTTP_LOCAL_PORT}/v1/predict

@@ -106,9 +106,10 @@ release: {{ . | quote }}
 {{- end }}
 
 {{/*
-Content of the chart-made key file, one key per line. Keys given in auth.apiKeys win; otherwise
-the key already stored in the cluster is kept (lookup; empty under `helm template`), and only on a
-first install is a random key generated.
+Content of the chart-made key file, one line per key (`<key or sha256:hex> [name=<id>]
+[models=<m1>,<m2>|*] [rate=<req/s>]`). Lines given in auth.apiKeys win; otherwise the file already
+stored in the cluster is kept whole, lines added by hand included (lookup; empty under
+`helm template`), and only on a first install is a random key generated.
 */}}
 {{- define "riskserve.apiKeysFile" -}}
 {{- if .Values.auth.apiKeys }}
