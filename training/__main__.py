@@ -2,7 +2,8 @@
 
     python -m training all [--quick] [--data PATH.csv]
     python -m training fraud risk-flag
-    python -m training promote fraud [--version V] [--force]
+    python -m training promote fraud [--version V] [--force] [--prometheus URL [--window 1h]]
+    python -m training shadow fraud --version V | --off
     python -m training list
 """
 
@@ -49,7 +50,10 @@ train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 promote_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                           help="Promote a model version to production.")
 list_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                       help="List stored versions and production ones.")
+                       help="List stored versions, production and shadow ones.")
+shadow_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                         help="Name (or clear) a model's shadow candidate.")
+SUBCOMMANDS = {"promote": promote_app, "list": list_app, "shadow": shadow_app}
 
 
 @train_app.command()
@@ -115,45 +119,111 @@ def promote(
     name: Annotated[str, typer.Argument(help="Model to promote.")],
     version: Annotated[str | None, typer.Option(help="Version (default: the newest).")] = None,
     force: Annotated[bool, typer.Option(help="Promote even if not better.")] = False,
+    prometheus: Annotated[str | None, typer.Option(
+        help="Prometheus base URL: also print the candidate's live shadow agreement and live "
+        "quality (when feedback exists) beside the held-out comparison.")] = None,
+    window: Annotated[str, typer.Option(
+        help="Prometheus range for the live figures (30m, 1h, 7d...).")] = "1h",
 ) -> None:
-    """Make a version production only if its held-out metric beats production's."""
-    from riskserve.core import store
+    """Make a version production only if its held-out metric beats production's.
 
+    Live figures (--prometheus) are printed for the person deciding, never used to decide:
+    live outcomes are late and sparse, the held-out split is not.
+    """
+    from riskserve.core import candidates, store
+    from training import live
+
+    if prometheus is not None:
+        try:
+            live.check_window(window)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--window") from None
     result = store.promote(name, version, force)
     cur = "none" if result.current_value is None else f"{result.current_value:.4f}"
     console.print(f"{name}: candidate {result.candidate} {result.metric}="
                   f"{result.candidate_value:.4f}; production {result.current or '-'} "
                   f"{result.metric}={cur}")
+    if prometheus is not None:
+        _print_live(name, result.candidate, result.current, prometheus, window)
     if not result.promoted:
         console.print(f"[yellow]not promoted[/]: {result.reason}")
         raise typer.Exit(1)
     console.print(f"[green]promoted[/] {name}:{result.candidate} ({result.reason}); "
                   f"history: {store.history_file()}")
+    if candidates.pointed(name) == result.candidate:
+        # The promoted version was the shadow candidate: it cannot shadow itself any more.
+        candidates.set_shadow(name, None, reason=f"promoted {result.candidate} to production")
+        console.print(f"shadow of {name} cleared: its candidate is production now")
+
+
+def _print_live(name: str, candidate: str, production: str | None, url: str,
+                window: str) -> None:
+    """The live lines, or one line saying why there are none (never a traceback)."""
+    from riskserve.core import store
+    from training import live
+
+    heldout = {v: live.heldout_of(store.get_version(name, v))
+               for v in (candidate, production) if v is not None}
+    prom = live.Prometheus(url)
+    try:
+        for line in live.report(prom, SPECS[name], candidate, production, window, heldout):
+            console.print(line, highlight=False)
+    except live.PrometheusUnavailable as exc:
+        console.print(f"[yellow]live figures skipped[/]: {exc}; the promotion is decided by "
+                      "the held-out metric alone", highlight=False)
+    finally:
+        prom.close()
+
+
+@shadow_app.command()
+def shadow(
+    name: Annotated[str, typer.Argument(help="Model whose candidate to name or clear.")],
+    version: Annotated[str | None, typer.Option(
+        help="Stored version to score beside production on live traffic.")] = None,
+    off: Annotated[bool, typer.Option("--off", help="Stop shadowing this model.")] = False,
+) -> None:
+    """Name the version the service scores on production rows after answering (or --off).
+
+    The service reads the pointer when it starts: restart it (or rebuild the Bento) to apply.
+    """
+    from riskserve.core import candidates, store
+
+    if (version is None) == (not off):
+        raise typer.BadParameter("give exactly one of --version V or --off")
+    change = candidates.set_shadow(name, None if off else version)
+    if not change.changed:
+        console.print(f"{name}: shadow already {change.new or 'off'}; nothing changed")
+        return
+    console.print(f"{name}: shadow {change.old or 'off'} -> {change.new or 'off'} "
+                  f"(production {store.production_version(name)}); restart the service to "
+                  f"apply; history: {candidates.history_file()}", highlight=False)
 
 
 @list_app.command("list")
 def list_models() -> None:
-    """Every stored version with its primary metric; production versions are marked."""
-    from riskserve.core import store
+    """Every stored version with its primary metric; production and shadow are marked."""
+    from riskserve.core import candidates, store
 
-    table = Table("model", "version", "metric", "trained_at", "production")
+    table = Table("model", "version", "metric", "trained_at", "production", "shadow")
     for name, spec in SPECS.items():
         versions = store.list_versions(name)
         prod = store.production_version(name) if versions else None
+        cand = candidates.shadow_version(name) if versions else None
         for m in versions:
             meta = m.info.metadata
             value = meta.get("metrics", {}).get(spec.primary_metric, float("nan"))
             table.add_row(name, str(m.tag.version), f"{spec.primary_metric}={value:.4f}",
-                          str(meta.get("trained_at")), "*" if m.tag.version == prod else "")
-    Console().print(table)
+                          str(meta.get("trained_at")), "*" if m.tag.version == prod else "",
+                          "*" if m.tag.version == cand else "")
+    Console(width=None if sys.stdout.isatty() else 140).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch; every user-facing failure ends in one line and a non-zero exit."""
     argv = sys.argv[1:] if argv is None else argv
     app, args = train_app, argv
-    if argv and argv[0] in ("promote", "list"):
-        app, args = (promote_app if argv[0] == "promote" else list_app), argv[1:]
+    if argv and argv[0] in SUBCOMMANDS:
+        app, args = SUBCOMMANDS[argv[0]], argv[1:]
     try:
         # standalone_mode=False hands typer.Exit codes back as the return value.
         code = app(args, prog_name=f"python -m training{'' if app is train_app else ' ' + argv[0]}",
@@ -163,10 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except typer.Exit as exc:
         return exc.exit_code
-    except ClickException as exc:  # usage errors: unknown option, missing argument
-        console.print(f"[red]error:[/] {exc.format_message()}")
+    except (ClickException, typer.TyperException) as exc:  # usage: unknown option, bad value
+        # typer >= 0.20 raises its own vendored click's exceptions, not click's.
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        console.print(f"[red]error:[/] {message}", highlight=False)
         return 2
-    except click.Abort:
+    except (click.Abort, typer.Abort):
         return 130
     except Exception as exc:
         if os.environ.get("RISKSERVE_DEBUG"):

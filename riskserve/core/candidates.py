@@ -53,17 +53,18 @@ def _production(name: str) -> str | None:
         return None
 
 
-def _pointed(name: str) -> str | None:
+def pointed(name: str) -> str | None:
+    """What the pointer file names, as written (`shadow_version` is what the service uses)."""
     return _read().get(name, {}).get("version")
 
 
 def shadow_version(name: str) -> str | None:
     """The model's candidate, or None: none named, no longer in the store, or since promoted
     to production (a model never shadows itself)."""
-    pointed = _pointed(name)
-    if pointed is None or pointed not in {str(m.tag.version) for m in store.list_versions(name)}:
+    named = pointed(name)
+    if named is None or named not in {str(m.tag.version) for m in store.list_versions(name)}:
         return None
-    return None if pointed == _production(name) else pointed
+    return None if named == _production(name) else named
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,9 @@ def set_shadow(name: str, version: str | None, *, reason: str = "manual") -> Sha
         if version == production:
             raise InvalidInput("version", f"a version other than production ({production})",
                                got=version, problem="that is the production version")
-    old = shadow_version(name)
+    old = pointed(name)
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    if old == version and _pointed(name) == version:
+    if old == version:
         return ShadowChange(name, old, version, False, now)
     pointer = _read()
     if version is None:
