@@ -363,7 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"adapted: {note}")
     print(f"\npod {play.pod} is ready on http://127.0.0.1:{args.http_port} "
           f"(gRPC 127.0.0.1:{args.grpc_port}); image {image}")
-    print(f"key:  export RISKSERVE_API_KEY=\"$(head -n1 {key_file})\"")
+    # The key of the first key line (a line may go on with name= / models= / rate= fields).
+    first_key = "awk '!/^[[:space:]]*(#|$)/ { print $1; exit }'"
+    print(f"key:  export RISKSERVE_API_KEY=\"$({first_key} {key_file})\"")
     print(f"try:  curl -s -H \"X-API-Key: $RISKSERVE_API_KEY\" "
           f"http://127.0.0.1:{args.http_port}/v1/models")
     print(f"down: {os.path.relpath(__file__)} down")
