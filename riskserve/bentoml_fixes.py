@@ -25,6 +25,20 @@ logger = logging.getLogger("riskserve.bentoml_fixes")
 WRITTEN_FOR = SpecifierSet(">=1.4.0,<1.5")
 
 
+# BentoML's own functions, kept when replaced: the canary tests run them to notice upstream fixes.
+_originals: dict[tuple[type, str], Any] = {}
+
+
+def _replace(cls: type, attr: str, new: Any) -> None:
+    _originals.setdefault((cls, attr), getattr(cls, attr))
+    setattr(cls, attr, new)
+
+
+def original_of(cls: type, attr: str) -> Any:
+    """BentoML's own implementation of `cls.attr`, whether or not a fix replaced it."""
+    return _originals.get((cls, attr), getattr(cls, attr))
+
+
 @dataclass(frozen=True)
 class Fix:
     name: str
@@ -40,7 +54,7 @@ def _timeout_fix() -> None:
     paused the worker for 200-300 ms (the p99 of every route). Same behaviour otherwise."""
     from bentoml._internal.server.http import traffic
 
-    traffic.TimeoutMiddleware.__call__ = _timeout_call
+    _replace(traffic.TimeoutMiddleware, "__call__", _timeout_call)
 
 
 async def _timeout_call(self: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -95,7 +109,7 @@ def _endpoint_fix() -> None:
     from riskserve import http
     from riskserve.errors import BadRequest, RiskserveError
 
-    original = ServiceAppFactory.api_endpoint
+    original = original_of(ServiceAppFactory, "api_endpoint")
 
     async def api_endpoint(self: Any, name: str, request: Any) -> Any:
         try:
@@ -106,11 +120,12 @@ def _endpoint_fix() -> None:
             return http.error_response(BadRequest(str(exc.detail), {"field": "body"}),
                                        exc.status_code)
         except BentoMLException as exc:
-            if exc.error_code.value >= 500:
+            status = int(exc.error_code)
+            if status >= 500:
                 raise  # BentoML's own generic 500 (logged), as before
-            return http.error_response(BadRequest(str(exc)), exc.error_code.value)
+            return http.error_response(BadRequest(str(exc)), status)
 
-    ServiceAppFactory.api_endpoint = api_endpoint
+    _replace(ServiceAppFactory, "api_endpoint", api_endpoint)
 
 
 def _openapi_fix() -> None:
@@ -130,7 +145,7 @@ def _openapi_fix() -> None:
             logger.exception("failed to generate the OpenAPI document")
             return JSONResponse({"error": "Failed to generate OpenAPI spec"}, status_code=500)
 
-    ServiceAppFactory.openapi_spec_view = openapi_spec_view
+    _replace(ServiceAppFactory, "openapi_spec_view", openapi_spec_view)
 
 
 FIXES = (

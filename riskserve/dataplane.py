@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from riskserve.auth import ANONYMOUS, Caller
 from riskserve.core import store
-from riskserve.core.batching import MicroBatcher, split_predictions
+from riskserve.core.batching import MicroBatcher
 from riskserve.core.encoding import Columns
 from riskserve.core.registry import Registry
 from riskserve.core.scoring import Prediction, ScoringModel
@@ -289,12 +289,12 @@ class DataPlane:
         if b is None:
             if path == "predict":
                 b = MicroBatcher(lambda cols: self._score(model, cols),
-                                 self.settings.max_batch_size, split_predictions,
-                                 self.settings.max_batch_wait_ms / 1000, name=model.spec.name)
+                                 self.settings.max_batch_size,
+                                 max_wait_s=self.settings.max_batch_wait_ms / 1000,
+                                 name=model.spec.name)
             else:
                 b = MicroBatcher(lambda cols: self._explain(model, cols),
-                                 self.settings.max_batch_size, _split_explanations,
-                                 name=f"{model.spec.name}-explain")
+                                 self.settings.max_batch_size, name=f"{model.spec.name}-explain")
             self._batchers[key] = b
         return b
 
@@ -350,14 +350,4 @@ def _take(pred: Prediction, rows: np.ndarray) -> Prediction:
         return None if a is None else a[rows]
 
     return Prediction(pred.predictions[rows], pick(pred.probabilities), pick(pred.scores))
-
-
-def _split_explanations(expl: Any, sizes: list[int]) -> list[Any]:
-    if len(sizes) == 1:
-        return [expl]
-    bounds = np.cumsum(sizes)[:-1]
-    bases = np.split(expl.base, bounds)
-    contributions = np.split(expl.contributions, bounds)
-    return [replace(expl, base=b, contributions=c)
-            for b, c in zip(bases, contributions, strict=True)]
 

@@ -72,6 +72,17 @@ class _ModelSeries:
         for metric, value in model.info.get("metrics", {}).items():
             m.heldout_metric.labels(name, version, metric).set(float(value))
         self.explain = m.explain_seconds.labels(name, version)
+        # Feedback series at 0 from the start, so increase() sees a version's first outcomes.
+        if model.spec.task == "binary":
+            for predicted in ("0", "1"):
+                for actual in ("0", "1"):
+                    m.feedback_total.labels(name, version, predicted, actual, "")
+        elif model.spec.task == "multiclass":
+            for outcome in ("correct", "wrong"):
+                m.feedback_total.labels(name, version, "", "", outcome)
+        else:
+            m.feedback_abs_error.labels(name, version)
+            m.feedback_squared_error.labels(name, version)
 
     def observe(self, columns: Mapping[str, np.ndarray], pred: Prediction, rows: int,
                 seconds: float) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from riskserve.auth import ANONYMOUS, Caller
-from riskserve.core.batching import CostModel, MicroBatcher, split_predictions
+from riskserve.core.batching import CostModel, MicroBatcher
 from riskserve.core.registry import Registry
 from riskserve.core.scoring import Prediction
 from riskserve.core.specs import MODEL_NAMES, SPECS
@@ -178,7 +178,7 @@ def _batcher(seconds: Callable[[int], float]) -> tuple[MicroBatcher[Prediction],
         time.sleep(seconds(n))
         return Prediction(np.zeros(n))
 
-    return MicroBatcher(call, 512, split_predictions, inline_budget_s=0.001), where
+    return MicroBatcher(call, 512, inline_budget_s=0.001), where
 
 
 def test_heavy_calls_leave_the_event_loop_cheap_ones_stay() -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from grafana import queries
+from riskserve.core import candidates
 from riskserve.core.specs import SPECS
 from riskserve.devtools import server
 from riskserve.devtools.prometheus import PrometheusServer, run_prometheus
@@ -71,7 +72,16 @@ def stack(trained: dict, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[tuple[server.Served, PrometheusServer, dict[str, int]]]:
     """Two workers, traffic for fraud (as trained) and risk-flag (age shifted), Prometheus."""
     work = tmp_path_factory.mktemp("live")
-    svc = server.start(work / "serve.log", {}, workers=2)
+    # A shadow candidate for phishing: named in the store only while the service starts (it
+    # loads the candidate then), so other tests' servers do not shadow.
+    family = family_of("phishing")
+    candidate = pipeline.train(SPECS["phishing"], family, pipeline.prepare(family, None, True, 5),
+                               quick=True, seed=5, reports=work)
+    candidates.set_shadow("phishing", candidate.version)
+    try:
+        svc = server.start(work / "serve.log", {}, workers=2)
+    finally:
+        candidates.set_shadow("phishing", None)
     try:
         with run_prometheus(work, scrape_targets=[f"127.0.0.1:{svc.port}"],
                             rule_files=[RULES]) as prom:
@@ -81,11 +91,15 @@ def stack(trained: dict, tmp_path_factory: pytest.TempPathFactory
                 eventually(lambda m=model: scalar(
                     prom, f'sum(riskserve_feature_bin_total{{model="{m}"}})') == 0,
                     what=f"the zero-initialised {model} bins")
+            eventually(lambda: scalar(prom, 'sum(riskserve_feedback_total{model="phishing"})')
+                       == 0 and scalar(prom, 'sum(riskserve_shadow_rows_total)') == 0,
+                       what="the zero-initialised feedback and shadow series")
             sent = {"fraud": send(svc, "fraud", training_like("fraud"))}
             shifted = training_like("risk-flag")
             shifted["age"] = np.minimum(shifted["age"] + 25, 120)
             sent["risk-flag"] = send(svc, "risk-flag", shifted)
             _exercise_every_series(svc)
+            sent["phishing"] = _shadow_and_feedback(svc)
             yield svc, prom, sent
     finally:
         svc.stop()
@@ -107,6 +121,52 @@ def _exercise_every_series(svc: server.Served) -> None:
     assert httpx.get(svc.url + "/v1/models", timeout=10).status_code == 401
 
 
+# Ground truth sent back for phishing: 6 true positives, 2 false positives, 4 false negatives.
+FEEDBACK = ([{"predicted": 1, "actual": 1}] * 6 + [{"predicted": 1, "actual": 0}] * 2
+            + [{"predicted": 0, "actual": 1}] * 4 + [{"predicted": 0, "actual": 0}] * 8)
+SHADOW_ROWS = 50
+
+
+def _shadow_and_feedback(svc: server.Served) -> int:
+    """Phishing rows one at a time (each shadowed once the answer is out), then feedback."""
+    rows = records("phishing", training_like("phishing", SHADOW_ROWS))
+    with httpx.Client(base_url=svc.url, headers=svc.headers, timeout=30) as client:
+        for row in rows:
+            assert client.post("/v1/predict", json={"model": "phishing", "inputs": [row]}
+                               ).status_code == 200
+        resp = client.post("/v1/feedback", json={"model": "phishing", "outcomes": FEEDBACK})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["accepted"] == len(FEEDBACK)
+    return len(rows)
+
+
+def test_feedback_becomes_live_precision_and_recall(stack: tuple) -> None:
+    _, prom, _ = stack
+
+    def quality(metric: str) -> float | None:
+        return scalar(prom, f'riskserve:live_quality:1h{{model="phishing",metric="{metric}"}}')
+
+    precision = eventually(lambda: quality("precision"), what="live precision recorded")
+    assert precision == pytest.approx(6 / 8)
+    assert quality("recall") == pytest.approx(6 / 10)
+    assert quality("accuracy") == pytest.approx(14 / 20)
+    assert scalar(prom, 'sum(riskserve_model_heldout_metric{model="phishing",'
+                        'metric="roc_auc"}) > 0') is not None
+
+
+def test_shadow_candidate_agreement_is_recorded(stack: tuple) -> None:
+    _, prom, _ = stack
+    shadowed = eventually(lambda: scalar(prom, "sum(riskserve_shadow_rows_total)"),
+                          what="shadow rows scraped")
+    dropped = scalar(prom, "sum(riskserve_shadow_dropped_total)") or 0
+    assert shadowed + dropped == SHADOW_ROWS
+    assert shadowed > 0
+    ratio = eventually(lambda: scalar(prom, 'riskserve:shadow_agreement_ratio:1h'
+                                            '{model="phishing"}'),
+                       what="the recorded shadow agreement ratio")
+    assert 0.0 <= ratio <= 1.0
+
+
 def test_metric_counts_are_exact_across_two_workers(stack: tuple) -> None:
     svc, prom, sent = stack
     text = httpx.get(svc.url + "/metrics", timeout=10).text
@@ -124,7 +184,9 @@ def test_metric_counts_are_exact_across_two_workers(stack: tuple) -> None:
     requests = by_label(prom, "sum by (model) (riskserve_requests_total) > 0", "model")
     # Each /v1/predict call counts once: ROWS/CHUNK per model, plus the extra risk-flag
     # requests (one valid, one invalid) and the unknown-model one.
-    assert requests == {"fraud": ROWS / CHUNK, "risk-flag": ROWS / CHUNK + 2, "unknown": 1}
+    # Phishing: one request per shadowed row, plus the feedback request.
+    assert requests == {"fraud": ROWS / CHUNK, "risk-flag": ROWS / CHUNK + 2, "unknown": 1,
+                        "phishing": SHADOW_ROWS + 1}
     assert scalar(prom, 'sum(riskserve_request_errors_total{reason="invalid_input"})') == 1
     assert scalar(prom, 'sum(riskserve_request_errors_total{model="unknown",reason="not_found"})'
                   ) == 1

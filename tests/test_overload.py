@@ -248,13 +248,15 @@ def test_limits_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_batcher_never_leaves_a_caller_hanging() -> None:
-    """Small batches are scored on the loop, big ones in a thread; a failing model call fails
-    every caller of its batch (none waits forever), and the next batch is served again."""
+    """A failing model call fails every caller of its batch (none waits forever) and the next
+    batch is served again; cheap calls run on the loop once measured, slow ones on the model's
+    own thread (the cost decides, not the row count)."""
     import threading
+    import time
 
     import numpy as np
 
-    from riskserve.core.batching import INLINE_MAX_ROWS, MicroBatcher
+    from riskserve.core.batching import MicroBatcher
     from riskserve.core.scoring import Prediction
 
     threads: list[int] = []
@@ -265,21 +267,23 @@ def test_batcher_never_leaves_a_caller_hanging() -> None:
         if fail["on"]:
             raise RuntimeError("model exploded")
         x = columns["x"]
+        if len(x) > 100:
+            time.sleep(0.005)  # a heavy call: over the ~1 ms inline budget
         return Prediction(x * 2, None, x)
 
-    async def scenario() -> tuple[list[Any], list[Prediction], Prediction]:
+    async def scenario() -> tuple[list[Any], list[Prediction], list[Prediction]]:
         b = MicroBatcher(predict, max_rows=10_000)
         calls = [b.submit({"x": np.arange(3.0)}, 3) for _ in range(5)]
         failed = await asyncio.gather(*calls, return_exceptions=True)
         fail["on"] = False
-        small = await asyncio.gather(*(b.submit({"x": np.full(2, float(i))}, 2)
-                                       for i in range(4)))
-        big = await b.submit({"x": np.ones(INLINE_MAX_ROWS + 1)}, INLINE_MAX_ROWS + 1)
+        small = [await b.submit({"x": np.full(2, float(i))}, 2) for i in range(4)]
+        big = [await b.submit({"x": np.ones(200)}, 200) for _ in range(2)]
         return failed, small, big
 
     loop_thread = threading.get_ident()
     failed, small, big = asyncio.run(scenario())
     assert all(isinstance(e, RuntimeError) for e in failed)
     assert [p.predictions.tolist() for p in small] == [[2.0 * i] * 2 for i in range(4)]
-    assert big.predictions.tolist() == [2.0] * (INLINE_MAX_ROWS + 1)
-    assert threads[-2] == loop_thread and threads[-1] != loop_thread
+    assert all(p.predictions.tolist() == [2.0] * 200 for p in big)
+    assert threads[-3] == loop_thread  # small, measured cheap: on the loop
+    assert threads[-1] != loop_thread  # big, once measured heavy: on the model's thread

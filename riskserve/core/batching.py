@@ -17,6 +17,7 @@ thread once, which measures it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,7 +28,6 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from riskserve.core.encoding import Columns
-from riskserve.core.scoring import Prediction
 
 R = TypeVar("R")
 
@@ -51,18 +51,19 @@ def merge(columns: Sequence[Columns]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}
 
 
-def split_predictions(pred: Prediction, sizes: list[int]) -> list[Prediction]:
-    """One merged model call's answer, cut back into each request's rows."""
+def split_rows(result: R, sizes: list[int]) -> list[R]:
+    """One merged call's answer (a dataclass of row-aligned arrays: a Prediction, an
+    Explanation), cut back into each request's rows; other fields are shared as they are."""
     if len(sizes) == 1:
-        return [pred]
+        return [result]
     bounds = np.cumsum(sizes)[:-1]
-
-    def parts(a: np.ndarray | None) -> list[np.ndarray | None]:
-        return [None] * len(sizes) if a is None else list(np.split(a, bounds))
-
-    return [Prediction(p, q, s) for p, q, s in
-            zip(parts(pred.predictions), parts(pred.probabilities), parts(pred.scores),
-                strict=True)]
+    parts: dict[str, list[Any]] = {}
+    for f in dataclasses.fields(result):  # type: ignore[arg-type]
+        value = getattr(result, f.name)
+        parts[f.name] = (list(np.split(value, bounds)) if isinstance(value, np.ndarray)
+                         else [value] * len(sizes))
+    return [dataclasses.replace(result, **{k: v[i] for k, v in parts.items()})  # type: ignore[type-var]
+            for i in range(len(sizes))]
 
 
 def size_class(rows: int) -> int:
@@ -105,7 +106,7 @@ class MicroBatcher(Generic[R]):
     inline or on the model's own thread depending on its measured cost."""
 
     def __init__(self, call: Callable[[Columns], R], max_rows: int,
-                 split: Callable[[R, list[int]], list[R]], max_wait_s: float = 0.0,
+                 split: Callable[[R, list[int]], list[R]] = split_rows, max_wait_s: float = 0.0,
                  inline_budget_s: float = INLINE_BUDGET_S, name: str = "model") -> None:
         self._call = call
         self._split = split
@@ -192,13 +193,3 @@ class MicroBatcher(Generic[R]):
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-
-def split_any(result: Any, sizes: list[int]) -> list[Any]:
-    """Split for results that are row-aligned numpy arrays or tuples of them."""
-    if len(sizes) == 1:
-        return [result]
-    bounds = np.cumsum(sizes)[:-1]
-    if isinstance(result, tuple):
-        parts = [np.split(a, bounds) for a in result]
-        return [tuple(p[i] for p in parts) for i in range(len(sizes))]
-    return list(np.split(result, bounds))

@@ -1,0 +1,126 @@
+"""The gRPC servicer on an in-process grpc.aio server (third tier): real protobuf over loopback,
+the auth interceptor, the one error mapping and the data plane, without `bentoml serve`.
+Clients are tritonclient's (its stubs and riskserve's share a process: riskserve's live in a
+private descriptor pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from riskserve import auth
+from riskserve.core.registry import Registry
+from riskserve.core.specs import MODEL_NAMES, SPECS
+from riskserve.core.validation import columns_from_frame
+from riskserve.dataplane import DataPlane
+from riskserve.devtools.samples import sample_frame
+from riskserve.devtools.server import free_port
+from riskserve.metrics import get_metrics
+from riskserve.oip import grpc_server
+from riskserve.settings import Settings, get_settings
+
+KEY = "grpc-inprocess-key"
+
+
+@pytest.fixture(scope="module")
+def grpc_target(trained: dict) -> Iterator[str]:
+    """A grpc.aio server on its own event loop thread, serving the session store's models."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RISKSERVE_API_KEYS", f"{KEY},sha256:{auth.digest('other').hex()}")
+    mp.delenv("RISKSERVE_API_KEYS_FILE", raising=False)
+    get_settings.cache_clear()
+    settings = Settings(max_rows=50)
+    metrics = get_metrics()
+    dp = DataPlane(Registry({n: trained[n].model for n in MODEL_NAMES},
+                            on_load=metrics.model_loaded), settings, metrics)
+    loop = asyncio.new_event_loop()
+    port = free_port()
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        holder["server"] = loop.run_until_complete(grpc_server.serve(dp, "127.0.0.1", port))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(30), "the in-process gRPC server did not start"
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(holder["server"].stop(0.5), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        mp.undo()
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def client(grpc_target: str) -> grpcclient.InferenceServerClient:
+    return grpcclient.InferenceServerClient(grpc_target)
+
+
+def inputs(name: str, n: int = 4) -> tuple[list[Any], Any]:
+    frame = sample_frame(name, n)
+    out = []
+    for f in SPECS[name].features:
+        values = frame[f.name].to_numpy()
+        if f.is_category:
+            arr, dt = np.array([str(v) for v in values], dtype=object), "BYTES"
+        elif f.kind == "int":
+            arr, dt = values.astype(np.int64), "INT64"
+        else:
+            arr, dt = values.astype(np.float64), "FP64"
+        t = grpcclient.InferInput(f.name, [n], dt)
+        t.set_data_from_numpy(arr)
+        out.append(t)
+    return out, frame
+
+
+@pytest.mark.parametrize("name", ["fraud", "risk-flag", "keystroke-svm"])
+def test_infer_matches_the_model(client: Any, trained: dict, name: str) -> None:
+    tensors, frame = inputs(name)
+    result = client.infer(name, tensors, headers={"x-api-key": KEY})
+    expected = trained[name].model.predict(columns_from_frame(SPECS[name], frame))
+    assert result.as_numpy("predict").tolist() == expected.predictions.tolist()
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), expected.probabilities,
+                               rtol=1e-6)
+
+
+def test_health_is_open_and_infer_needs_a_key(client: Any) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    tensors, _ = inputs("fraud", 1)
+    with pytest.raises(InferenceServerException) as err:
+        client.infer("fraud", tensors)
+    assert "UNAUTHENTICATED" in str(err.value.status())
+
+
+@pytest.mark.parametrize(("model", "status"),
+                         [("nope", "NOT_FOUND"), ("fraud", "INVALID_ARGUMENT")])
+def test_errors_keep_their_codes(client: Any, model: str, status: str) -> None:
+    tensors, _ = inputs("risk-flag", 1)  # risk-flag's inputs are wrong for fraud
+    with pytest.raises(InferenceServerException) as err:
+        client.infer(model, tensors, headers={"x-api-key": KEY})
+    assert status in str(err.value.status())
+
+
+def test_row_limit_is_resource_exhausted(client: Any) -> None:
+    tensors, _ = inputs("fraud", 51)
+    with pytest.raises(InferenceServerException) as err:
+        client.infer("fraud", tensors, headers={"x-api-key": KEY})
+    assert "RESOURCE_EXHAUSTED" in str(err.value.status())
+
+
+def test_model_metadata(client: Any, trained: dict) -> None:
+    meta = client.get_model_metadata("fraud", headers={"x-api-key": KEY})
+    assert meta.versions[0] == trained["fraud"].version
+    assert [i.name for i in meta.inputs] == list(SPECS["fraud"].feature_names)
