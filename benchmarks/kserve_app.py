@@ -7,6 +7,11 @@ v2 (`POST /v2/models/<name>/infer`, one FP32 tensor [rows, F] encoded by the cli
 MLServer gets it) with `--workers N` uvicorn processes. Every other flag is KServe's own
 (`--http_port`, `--enable_grpc`, ...).
 
+Two changes to the stock server, both about the machine rather than KServe's speed: it binds
+127.0.0.1 instead of the 0.0.0.0 KServe 0.21 hard-codes (kserve/protocol/rest/server.py), and
+its multi-worker socket gets TCP_NODELAY back (the uvicorn bug benchmarks/seed_serve.py
+describes; without it every keep-alive answer waits ~45 ms for a delayed ACK).
+
     python -m benchmarks.kserve_app --models models.json --http_port P --workers N
 
 `models.json` maps each model name to {"framework": "xgboost"|"lightgbm", "path": file}.
@@ -20,8 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import uvicorn
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 from kserve import model_server as kserve_model_server
+
+from benchmarks.seed_serve import restore_tcp_nodelay
+
+_config_init = uvicorn.Config.__init__
+
+
+def _loopback_config_init(self: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+    kwargs["host"] = "127.0.0.1"
+    _config_init(self, *args, **kwargs)
 
 
 class BoosterModel(Model):
@@ -62,6 +77,8 @@ class BoosterModel(Model):
 
 
 def main() -> None:
+    uvicorn.Config.__init__ = _loopback_config_init  # type: ignore[method-assign]
+    restore_tcp_nodelay()
     parser = argparse.ArgumentParser(parents=[kserve_model_server.parser])
     parser.add_argument("--models", type=Path, required=True)
     args, _ = parser.parse_known_args()

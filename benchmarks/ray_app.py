@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -99,9 +100,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_term)
     args.ready.write_text(f"{os.getpid()}\n")
     while not stop["now"]:
-        signal.pause()  # woken by SIGTERM: shut Ray down cleanly instead of orphaning it
-    serve.shutdown()
+        signal.pause()  # woken by SIGTERM: stop the Ray processes this driver started
+    # Not serve.shutdown(): the group-wide SIGTERM has usually stopped Serve's controller
+    # already, and that call then waits for it forever.
     ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ connections inherit it, and asyncio only sets TCP_NODELAY when `proto == IPPROTO
 then holds back each keep-alive response until the client's delayed ACK: every request of the
 seed app took ~48 ms at one client, against 2.8 ms with --workers 1 (uvicorn issue #3149,
 fixed upstream by passing the protocol). This wrapper passes it, so the peer is measured at
-its best; everything else is plain `uvicorn <args>`.
+its best; everything else is plain `uvicorn <args>`. The KServe peer binds through the same
+uvicorn call and gets the same fix (benchmarks/kserve_app.py).
 
 Usage (in the FastAPI venv): python -m benchmarks.seed_serve benchmarks.seed_app:app --workers 2 ...
 """
@@ -28,7 +29,11 @@ def bind_socket(self: uvicorn.config.Config) -> socket.socket:
     return sock
 
 
-uvicorn.config.Config.bind_socket = bind_socket  # type: ignore[method-assign]
+def restore_tcp_nodelay() -> None:
+    """Make every uvicorn.Config in this process bind a socket labelled as TCP."""
+    uvicorn.config.Config.bind_socket = bind_socket  # type: ignore[method-assign]
+
 
 if __name__ == "__main__":
+    restore_tcp_nodelay()
     main()
