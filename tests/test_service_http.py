@@ -252,3 +252,10 @@ def test_auth_disabled_serves_without_key_and_warns(trained: dict, tmp_path: Pat
     finally:
         proc.stop()
     assert os.environ.get("RISKSERVE_AUTH_DISABLED") is None
+
+
+def test_workers_run_uvloop_and_httptools(served: Any) -> None:
+    """uvicorn picks uvloop and httptools when installed (requirements.txt pins them); each
+    worker logs what it really runs, and gRPC is served from that same loop."""
+    log = served.log_text()
+    assert "event loop uvloop.Loop, HTTP parser httptools" in log, log[-2000:]
