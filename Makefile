@@ -23,12 +23,14 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install pinned requirements (idempotent)
 
-deps:  ## system packages the tests use (Debian: prometheus for promtool and the server)
+deps:  ## system packages the tests use (Debian: prometheus, shellcheck, chromium for the docs page)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  echo "installing Debian's prometheus package (promtool + server) for the tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 	@command -v shellcheck >/dev/null || { echo "installing Debian's shellcheck for the k8s script checks"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the Swagger page test (tests/test_openapi.py)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 train: setup  ## train all seven models into the BentoML model store (new versions)
 	$(BIN)/python -m training all
