@@ -70,10 +70,13 @@ class Drain:
         self._callbacks.append(callback)
 
     def begin(self) -> None:
-        """Mark this worker as draining (idempotent) and run the callbacks."""
+        """Mark this worker as draining (idempotent) and run the callbacks (on the loop)."""
         if self.started_at is not None:
             return
         self.started_at = time.monotonic()
+        self._run_callbacks()
+
+    def _run_callbacks(self) -> None:
         for callback in self._callbacks:
             try:
                 result = callback()
@@ -104,9 +107,11 @@ class Drain:
                 return
             logger.info("SIGTERM: readiness now fails; serving %.1f s more, then draining",
                         delay_s)
-            self.begin()
-            # Signal handlers run on the main thread between bytecodes; the thread-safe call
-            # also wakes the event loop's selector.
+            self.started_at = time.monotonic()  # readiness fails from the next request on
+            # Signal handlers run on the main thread between bytecodes, maybe inside the
+            # loop's own code: callbacks and the hand-over are scheduled, not run, here (the
+            # thread-safe call also wakes the loop's selector).
+            loop.call_soon_threadsafe(self._run_callbacks)
             loop.call_soon_threadsafe(loop.call_later, delay_s, hand_over, signum, frame)
 
         signal.signal(signal.SIGTERM, on_sigterm)

@@ -1,0 +1,435 @@
+"""Faults survived, with real `bentoml serve` processes (two workers, loopback only).
+
+- `kill -9` of one worker under load: the other keeps answering, circus respawns the dead
+  one (which then serves again), and only requests that were on the killed worker fail.
+- SIGTERM under load: requests in flight complete (a CSV upload too); with riskserve.lifecycle
+  wired into service.py, readiness fails first and the worker serves on for the drain delay.
+- A truncated or corrupt model file, or an unreadable store: `bentoml serve` refuses to start
+  with one line naming the model, version and file, and no traceback.
+
+The fast tier (the drain middleware with a real signal, the load check on a broken store)
+runs in process. Client timeouts are hang detectors; every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import psutil
+import pytest
+
+from riskserve import lifecycle
+from riskserve.core.specs import MODEL_NAMES
+from riskserve.devtools import server
+from riskserve.errors import ConfigurationError
+
+ROW = {"step": 1, "type": "TRANSFER", "amount": 181.0, "oldbalance_org": 181.0,
+       "newbalance_orig": 0.0, "oldbalance_dest": 0.0, "newbalance_dest": 0.0}
+CLIENTS = 6  # concurrent callers, each on its own keep-alive connection
+HANG_S = 30.0
+DRAIN_DELAY_S = 2.0
+WORKER_MODULE = "_bentoml_impl.worker.service"
+SERVICE_SOURCE = (server.REPO / "service.py").read_text()
+# What service.py must contain for the lifecycle behaviour (see riskserve/lifecycle.py).
+DRAIN_WIRED = "DrainMiddleware" in SERVICE_SOURCE
+MODELS_CHECKED = "check_models_load" in SERVICE_SOURCE
+
+
+def workers(served: server.Served) -> dict[int, int]:
+    """Circus worker id -> pid of the service's live worker processes."""
+    out: dict[int, int] = {}
+    for child in psutil.Process(served.proc.pid).children(recursive=True):
+        try:
+            cmd = child.cmdline()
+            alive = child.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            continue
+        if alive and WORKER_MODULE in cmd and "--worker-id" in cmd:
+            out[int(cmd[cmd.index("--worker-id") + 1])] = child.pid
+    return out
+
+
+def wait_for(what: str, check: Any, timeout_s: float, interval_s: float = 0.1) -> Any:
+    """Poll `check()` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval_s)  # polling interval; the deadline bounds the wait
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def served_by(log_text: str, wid: int) -> int:
+    """How many /v1/predict answers the access log attributes to circus worker `wid`."""
+    return len(re.findall(rf"\[entry_service:riskserve:{wid}\][^\n]*path=/v1/predict", log_text))
+
+
+@dataclass
+class Outcome:
+    """One request: when it was sent and ended (monotonic s), and its status or error."""
+
+    sent: float
+    done: float
+    result: int | str
+
+
+@dataclass
+class Load:
+    """CLIENTS callers posting single-row predictions until `stop` is set."""
+
+    served: server.Served
+    outcomes: list[Outcome] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def client(self) -> None:
+        body = json.dumps({"model": "fraud", "inputs": [ROW]}).encode()
+        headers = {**self.served.headers, "content-type": "application/json"}
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=self.served.url, timeout=HANG_S,
+                                     limits=limits) as c:
+            while not self.stop.is_set():
+                sent = time.monotonic()
+                try:
+                    result: int | str = (await c.post("/v1/predict", content=body,
+                                                      headers=headers)).status_code
+                except httpx.HTTPError as exc:
+                    result = type(exc).__name__
+                self.outcomes.append(Outcome(sent, time.monotonic(), result))
+                if result != 200:
+                    await asyncio.sleep(0.02)  # a failed connection: do not spin
+
+    def between(self, start: float, end: float) -> Counter[int | str]:
+        return Counter(o.result for o in self.outcomes if start <= o.sent < end)
+
+
+# ---- fast tier: the drain mechanism with a real signal, the load check on a broken store ----
+
+async def _asgi(app: Any, path: str) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "path": path, "method": "GET", "headers": []}, receive, send)
+    return sent
+
+
+async def _ok(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"connection", b"keep-alive")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_drain_fails_readiness_first_then_hands_sigterm_over() -> None:
+    """SIGTERM: readiness is 503 at once, other routes still answer (with Connection: close)
+    for the delay, then the server's own handler gets the signal, exactly once."""
+    handed: list[float] = []
+    original = signal.signal(signal.SIGTERM, lambda *_: handed.append(time.monotonic()))
+    drain = lifecycle.Drain()
+    told: list[bool] = []
+    drain.on_drain(lambda: told.append(True))
+    app = lifecycle.DrainMiddleware(_ok, delay_s=0.3, drain=drain)
+
+    async def scenario() -> dict[str, Any]:
+        await app({"type": "lifespan"}, None, None)  # installs the handler, like uvicorn
+        before = await _asgi(app, "/readyz")
+        signaled = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # circus forwards one more: ignored
+        await asyncio.sleep(0)  # let the handler run
+        ready = [await _asgi(app, p) for p in lifecycle.READINESS_PATHS]
+        other = await _asgi(app, "/v1/predict")
+        deadline = time.monotonic() + 10
+        while not handed and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return {"before": before, "ready": ready, "other": other, "signaled": signaled}
+
+    try:
+        got = asyncio.run(scenario())
+    finally:
+        signal.signal(signal.SIGTERM, original)
+    assert got["before"][0]["status"] == 200
+    assert [r[0]["status"] for r in got["ready"]] == [503, 503]
+    assert got["other"][0]["status"] == 200 and got["other"][1]["body"] == b"ok"
+    assert (b"connection", b"close") in got["other"][0]["headers"]
+    assert (b"connection", b"keep-alive") not in got["other"][0]["headers"]
+    assert len(handed) == 1 and handed[0] - got["signaled"] >= 0.3
+    assert told == [True] and drain.draining
+
+
+def test_drain_delay_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="delay_s"):
+        lifecycle.DrainMiddleware(_ok, delay_s=-1)
+
+
+@pytest.fixture()
+def store_copy(trained: dict, bentoml_home: Path, isolated_home: Path) -> Path:
+    """The session's trained store, copied into a private home the test may break."""
+    for part in ("models", "riskserve"):
+        shutil.copytree(bentoml_home / part, isolated_home / part, symlinks=True,
+                        dirs_exist_ok=True)
+    return isolated_home
+
+
+def version_dir(home: Path, name: str) -> tuple[str, Path]:
+    pointer = json.loads((home / "riskserve" / "production.json").read_text())
+    version = pointer[name]["version"]
+    return version, home / "models" / name / version
+
+
+def served_file(directory: Path) -> str:
+    """The file a worker loads at start: the compiled artifact when one is served, else the
+    native model (a native file beside a served ONNX one is loaded only for explanations)."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    if manifest.get("runtime", manifest["framework"]) != manifest["framework"]:
+        return str(manifest["compiled"]["file"])
+    return str(manifest["model_file"])
+
+
+def break_file(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3] if how == "truncated" else b"\x00garbage" * 40)
+
+
+SERVED = "served"  # the model file the worker loads, whatever its format
+BROKEN = [("fraud", SERVED, "truncated"), ("risk-flag", SERVED, "corrupt"),
+          ("cyber-threat", SERVED, "truncated"), ("phishing", "manifest.json", "truncated")]
+
+
+@pytest.mark.parametrize(("name", "file", "how"), BROKEN)
+def test_check_models_load_names_model_version_and_file(store_copy: Path, name: str,
+                                                        file: str, how: str) -> None:
+    assert len(lifecycle.check_models_load(MODEL_NAMES)) == len(MODEL_NAMES)  # intact: loads
+    version, directory = version_dir(store_copy, name)
+    file = served_file(directory) if file == SERVED else file
+    break_file(directory / file, how)
+    with pytest.raises(ConfigurationError) as err:
+        lifecycle.check_models_load(MODEL_NAMES)
+    message = err.value.message
+    assert f"model '{name}' version '{version}' cannot be loaded" in message
+    assert file in message and "\n" not in message
+
+
+# ---- real processes ---------------------------------------------------------------------
+
+@pytest.fixture()
+def pair(trained: dict, tmp_path: Path) -> Iterator[server.Served]:
+    """Two workers on the session store, drain delay set for when lifecycle is wired."""
+    served = server.start(tmp_path / "serve.log", {"RISKSERVE_DRAIN_DELAY_S": str(DRAIN_DELAY_S)},
+                          workers=2, timeout_s=180)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def test_kill_9_one_worker_under_load(pair: server.Served) -> None:
+    before = wait_for("two workers", lambda: (w if len(w := workers(pair)) == 2 else None), 30)
+    victim_wid, victim = sorted(before.items())[0]
+
+    async def scenario() -> tuple[Load, float, float]:
+        load = Load(pair)
+        clients = [asyncio.create_task(load.client()) for _ in range(CLIENTS)]
+        await asyncio.sleep(1.5)
+        killed = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        # Respawned: a new process under the same circus id that has loaded the models.
+        offset = len(pair.log_text())
+        initialized = f"[entry_service:riskserve:{victim_wid}] Service riskserve initialized"
+        deadline = time.monotonic() + 120
+        while not (workers(pair).get(victim_wid) not in (None, victim)
+                   and initialized in pair.log_text()[offset:]):
+            assert time.monotonic() < deadline, f"no respawn: {workers(pair)}"
+            await asyncio.sleep(0.2)
+        back = time.monotonic()
+        # ... and answers: the callers' keep-alive connections all went to the survivor, so
+        # new connections (the kernel hands each to either worker) until one lands there.
+        offset = len(pair.log_text())
+        async with httpx.AsyncClient(base_url=pair.url, timeout=HANG_S) as fresh:
+            while served_by(pair.log_text()[offset:], victim_wid) == 0:
+                assert time.monotonic() < deadline, "the respawned worker answers nothing"
+                resp = await fresh.post("/v1/predict", json={"model": "fraud", "inputs": [ROW]},
+                                        headers={**pair.headers, "connection": "close"})
+                assert resp.status_code == 200, resp.text
+        load.stop.set()
+        await asyncio.gather(*clients)
+        return load, killed, back
+
+    load, killed, back = asyncio.run(scenario())
+    failed = [o for o in load.outcomes if o.result != 200]
+    during = load.between(killed, back)
+    after = load.between(back, float("inf"))
+    print(f"\nkill -9 worker {victim_wid}: {len(load.outcomes)} requests, failed "
+          f"{dict(Counter(o.result for o in failed))}; until respawned "
+          f"({back - killed:.1f} s) {dict(during)}; after {dict(after)}")
+    assert load.between(0, killed)[200] > 0
+    # Only requests on the killed worker fail: the one in flight or the next one on each
+    # connection it held, so at most one per client connection, and none before the kill.
+    assert all(o.done >= killed for o in failed), failed
+    assert len(failed) <= CLIENTS, failed
+    assert during[200] > 0, f"the surviving worker did not answer: {during}"
+    assert set(after) == {200}, after
+    assert pair.proc.poll() is None
+
+
+def csv_upload(rows: int) -> tuple[bytes, int]:
+    from training import fraud
+
+    frame, _ = fraud.prepare(fraud.data.generate(rows, seed=3))
+    return frame.to_csv(index=False).encode(), len(frame)
+
+
+def test_sigterm_under_load_drains_and_fails_readiness_first(pair: server.Served) -> None:
+    payload, rows = csv_upload(40_000)
+
+    async def scenario() -> dict[str, Any]:
+        load = Load(pair)
+        probes: list[tuple[float, int | str]] = []
+
+        async def probe() -> None:
+            async with httpx.AsyncClient(base_url=pair.url, timeout=2) as c:
+                while not load.stop.is_set():
+                    try:
+                        result: int | str = (await c.get("/readyz")).status_code
+                    except httpx.HTTPError as exc:
+                        result = type(exc).__name__
+                    probes.append((time.monotonic(), result))
+                    await asyncio.sleep(0.05)
+
+        async def upload() -> httpx.Response:
+            async with httpx.AsyncClient(base_url=pair.url, timeout=120) as c:
+                return await c.post("/v1/predict_csv", headers=pair.headers,
+                                    data={"model": "fraud"},
+                                    files={"file": ("rows.csv", payload, "text/csv")})
+
+        tasks = [asyncio.create_task(load.client()) for _ in range(CLIENTS)]
+        prober = asyncio.create_task(probe())
+        await asyncio.sleep(1.0)
+        csv = asyncio.create_task(upload())
+        await asyncio.sleep(0.3)  # the upload is in flight
+        signaled = time.monotonic()
+        os.kill(pair.proc.pid, signal.SIGTERM)  # the arbiter only, as the kubelet does
+        # Callers behave like a load balancer: they stop sending once readiness fails (or
+        # the port is gone), half a drain delay later.
+        deadline = signaled + 30
+        while not any(t > signaled and r != 200 for t, r in probes):
+            assert time.monotonic() < deadline, "readiness never stopped answering 200"
+            await asyncio.sleep(0.02)
+        failed_at = next(t for t, r in probes if t > signaled and r != 200)
+        await asyncio.sleep(DRAIN_DELAY_S / 2)
+        load.stop.set()
+        await asyncio.gather(*tasks, prober)
+        response = await csv
+        code = await asyncio.to_thread(pair.proc.wait, 60)
+        return {"load": load, "probes": probes, "signaled": signaled, "failed_at": failed_at,
+                "csv": response, "code": code}
+
+    got = asyncio.run(scenario())
+    load: Load = got["load"]
+    signaled, failed_at = got["signaled"], got["failed_at"]
+    first_failure = next(r for t, r in got["probes"] if t == failed_at)
+    after = load.between(signaled, float("inf"))
+    print(f"\nSIGTERM: readiness {first_failure} after {failed_at - signaled:.2f} s; "
+          f"requests sent after SIGTERM {dict(after)}; exit code {got['code']}")
+    # Accepted before SIGTERM (sent a moment before it): every request completes, the CSV
+    # with every row.
+    accepted = load.between(0, signaled - 0.2)
+    assert accepted[200] > 0 and set(accepted) == {200}, accepted
+    resp = got["csv"]
+    assert resp.status_code == 200, resp.text[:300]
+    assert len(pd.read_csv(io.BytesIO(resp.content))) == rows
+    assert got["code"] == 0 and "Traceback" not in pair.log_text()
+    if not DRAIN_WIRED:
+        pytest.xfail("service.py does not add riskserve.lifecycle.DrainMiddleware yet: "
+                     f"readiness went straight to {first_failure}, requests after SIGTERM "
+                     f"{dict(after)}")
+    assert first_failure == 503 and failed_at - signaled < 1.0
+    # During the drain delay nothing is refused: callers that honour readiness lose nothing.
+    assert set(after) == {200}, after
+
+
+@pytest.mark.skipif(not MODELS_CHECKED, reason="service.py's on_deployment hook does not call "
+                    "riskserve.lifecycle.check_models_load yet: a broken model only kills "
+                    "workers, which circus respawns, and `bentoml serve` stays up")
+@pytest.mark.parametrize(("name", "file", "how"), BROKEN[:2])
+def test_broken_model_file_refuses_to_start(trained: dict, bentoml_home: Path, tmp_path: Path,
+                                            name: str, file: str, how: str) -> None:
+    home = tmp_path / "home"
+    for part in ("models", "riskserve"):
+        shutil.copytree(bentoml_home / part, home / part, symlinks=True)
+    version, directory = version_dir(home, name)
+    file = served_file(directory) if file == SERVED else file
+    break_file(directory / file, how)
+    served = server.start(tmp_path / "serve.log", {"BENTOML_HOME": str(home)}, workers=2,
+                          wait=False)
+    try:
+        code = served.proc.wait(timeout=90)
+    finally:
+        served.stop()
+    log = served.log_text()
+    assert code != 0
+    lines = [line for line in log.splitlines() if "cannot be loaded" in line]
+    assert len(lines) == 1, log[-2000:]
+    assert f"model '{name}' version '{version}'" in lines[0] and file in lines[0]
+    assert "Traceback" not in log
+
+
+def garble(path: Path) -> None:
+    path.write_bytes(b":\x00{ not json, not yaml")
+
+
+# How a store becomes unreadable as root (chmod cannot hide a folder from root): the
+# production pointer or a version's BentoML metadata garbled, or a version's folder gone.
+UNREADABLE = {
+    "pointer": lambda home, d: garble(home / "riskserve" / "production.json"),
+    "metadata": lambda home, d: garble(d / "model.yaml"),
+    "folder": lambda home, d: shutil.rmtree(d.parent),
+}
+STORE_RAISES_RAW = ("riskserve.core.store passes this error on as it is (json.JSONDecodeError "
+                    "from _read_pointer, yaml.ReaderError from bentoml.models.list), so the "
+                    "service import fails with a traceback")
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param("pointer", marks=pytest.mark.xfail(strict=True, reason=STORE_RAISES_RAW)),
+    pytest.param("metadata", marks=pytest.mark.xfail(strict=True, reason=STORE_RAISES_RAW)),
+    "folder",
+])
+def test_unreadable_store_refuses_to_start(trained: dict, bentoml_home: Path, tmp_path: Path,
+                                           case: str) -> None:
+    home = tmp_path / "store"
+    for part in ("models", "riskserve"):
+        shutil.copytree(bentoml_home / part, home / part, symlinks=True)
+    _, directory = version_dir(home, "fraud")
+    UNREADABLE[case](home, directory)
+    served = server.start(tmp_path / "serve.log", {"BENTOML_HOME": str(home)}, workers=2,
+                          wait=False)
+    try:
+        code = served.proc.wait(timeout=90)
+    finally:
+        served.stop()
+    log = served.log_text()
+    assert code != 0
+    assert "Traceback" not in log, log[-2000:]
+    lines = [line for line in log.splitlines() if line.startswith("riskserve: ")]
+    assert len(lines) == 1 and "'fraud'" in lines[0], log[-2000:]
