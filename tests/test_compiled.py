@@ -291,7 +291,7 @@ def test_truncated_file_without_checksum_still_one_line(copied_version: Any, nam
     manifest["runtime"] = manifest["framework"]  # serve the native file
     manifest_path.write_text(json.dumps(manifest))
     model_file = folder / manifest["model_file"]
-    model_file.write_bytes(model_file.read_bytes()[:200])
+    _truncate(model_file)  # half a LightGBM text model crashed LightGBM itself (SIGSEGV)
     with pytest.raises(ConfigurationError) as exc:
         store.load_from_path(SPECS[name], folder, version)
     _assert_one_line(exc, name, version, model_file, "corrupt or truncated")

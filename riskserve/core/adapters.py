@@ -82,10 +82,26 @@ class LightGBMAdapter:
     def load(cls, directory: Path) -> LightGBMAdapter:
         import lightgbm as lgb
 
-        return cls(lgb.Booster(model_file=str(directory / LIGHTGBM_FILE)))
+        text = (directory / LIGHTGBM_FILE).read_text()
+        check_lightgbm_text(text)
+        return cls(lgb.Booster(model_str=text))
 
     def score(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(x, num_threads=1))
+
+
+def check_lightgbm_text(text: str) -> None:
+    """Refuse a truncated LightGBM text model before LightGBM parses it.
+
+    LightGBM 4.7 crashes the process (SIGSEGV) on a text model cut in half, instead of raising:
+    the header's `tree_sizes` must list one size per `Tree=` block and the trees must end.
+    """
+    sizes = next((line for line in text.splitlines() if line.startswith("tree_sizes=")), None)
+    n_trees = text.count("\nTree=")
+    if sizes is None or "\nend of trees\n" not in text or len(sizes.split()) != n_trees:
+        raise ValueError(f"not a complete LightGBM model: {n_trees} trees, "
+                         f"{'no tree_sizes' if sizes is None else len(sizes.split())} sizes, "
+                         f"{'an' if 'end of trees' in text else 'no'} 'end of trees' marker")
 
 
 class SklearnAdapter:

@@ -248,8 +248,8 @@ class _LoadGuard:
             actual = _sha256(path)
         if actual != expected:
             raise ConfigurationError(
-                f"{self.prefix}: {path} is corrupt or truncated (sha256 {actual[:12]}…, "
-                f"the manifest says {expected[:12]}…)")
+                f"{self.prefix}: {path} is corrupt or truncated (sha256 {actual[:12]}..., "
+                f"the manifest says {expected[:12]}...)")
 
 
 def _one_line(exc: BaseException) -> str:
