@@ -186,6 +186,10 @@ def markdown(results: Results, meta: dict[str, Any], headline_workers: int,
         f"which is why targets alternate in rounds (± is the spread between rounds).\n\n",
         f"## Targets ({headline_workers} workers, single-row requests)\n\n",
         verdict_table(vs), "\n",
+        *(["A missed target comes with its profile: `make profile MODEL=fraud PROTOCOL=v1` "
+           "(one worker under the same load; `NEIGHBOUR=keystroke-rf` adds the heavy "
+           "neighbour) writes reports/bench/profile-*/top.md and flame.svg.\n\n"]
+          if any(v.passed is False for v in vs) else []),
         f"## Headline: single-row requests, {headline_clients} concurrent clients, "
         f"{headline_workers} workers each\n\n",
         table(rows, sorted(head, key=lambda r: (_model_order(r.model), _order(r)))), "\n",

@@ -402,7 +402,8 @@ def peers_at(args: argparse.Namespace, workers: int) -> list[str]:
     """Peers worth starting at this worker count (the seed app also serves keystroke)."""
     scen = set(args.scenarios)
     headline = workers == args.workers
-    if "peers" in scen and (headline or workers in args.also_workers):
+    if (("peers" in scen and (headline or workers in args.also_workers))
+            or (headline and "csv" in scen and args.csv_rows)):
         return list(args.peers)
     if headline and "keystroke" in scen and "seed" in args.peers:
         return ["seed"]
