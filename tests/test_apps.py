@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from riskserve.auth import APIKeyMiddleware, KeyRing
@@ -42,20 +44,23 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> KeyRing:
     return ring
 
 
-def client(app: Any, dp: DataPlane, ring: KeyRing) -> Iterator[TestClient]:
+def client(app: Any, prefix: str, dp: DataPlane, ring: KeyRing) -> Iterator[TestClient]:
+    """The app mounted where the service mounts it, behind the real auth middleware."""
     app.state.dataplane = dp
-    with TestClient(APIKeyMiddleware(app, keyring=ring), raise_server_exceptions=False) as c:
+    root = Starlette(routes=[Mount(prefix, app)])
+    with TestClient(APIKeyMiddleware(root, keyring=ring), base_url=f"http://testserver{prefix}",
+                    raise_server_exceptions=False) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def v1(dp: DataPlane, ring: KeyRing) -> Iterator[TestClient]:
-    yield from client(v1_app(), dp, ring)
+    yield from client(v1_app(), "/v1", dp, ring)
 
 
 @pytest.fixture(scope="module")
 def v2(dp: DataPlane, ring: KeyRing) -> Iterator[TestClient]:
-    yield from client(v2_app(), dp, ring)
+    yield from client(v2_app(), "/v2", dp, ring)
 
 
 def key(k: str) -> dict[str, str]:
