@@ -17,7 +17,9 @@ class Settings(BaseSettings):
     """Comma-separated API keys, each plain or `sha256:<hex>` of the key. Never logged."""
 
     api_keys_file: str | None = None
-    """File with one key per line (a mounted Kubernetes Secret); read in addition to api_keys."""
+    """Keys file (a mounted Kubernetes Secret), read in addition to api_keys: one key per line,
+    `<key or sha256:hex> [name=<id>] [models=<m1>,<m2>|*] [rate=<req/s>]`, `#` comments; re-read
+    every keys_reload_s when it changed (rotation without restart)."""
 
     auth_disabled: bool = False
     """Serve without keys. Only for local experiments: a warning is logged on every start."""
