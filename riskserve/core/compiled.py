@@ -11,6 +11,7 @@ loading it cannot run code, unlike a pickle.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,11 +110,15 @@ def to_onnx(adapter: Adapter, task: str, n_features: int) -> Any:
         from skl2onnx.common.data_types import FloatTensorType as SkFloat
 
         try:
-            # zipmap=False: probabilities as a [N, K] tensor in `classes_` order (0..K-1 here,
-            # which is the order of `ScoringModel.classes`), not a list of dicts.
-            return convert_sklearn(adapter.estimator, initial_types=[
-                (INPUT_NAME, SkFloat([None, n_features]))], options={"zipmap": False},
-                target_opset=TARGET_OPSET)
+            with warnings.catch_warnings():
+                # The converter reads SVC.probA_/probB_, deprecated with probability=True (see
+                # training/keystroke.py for why the SVM keeps it): not actionable in a log.
+                warnings.filterwarnings("ignore", "Attribute `prob[AB]_`", FutureWarning)
+                # zipmap=False: probabilities as a [N, K] tensor in `classes_` order (0..K-1
+                # here, the order of `ScoringModel.classes`), not a list of dicts.
+                return convert_sklearn(adapter.estimator, initial_types=[
+                    (INPUT_NAME, SkFloat([None, n_features]))], options={"zipmap": False},
+                    target_opset=TARGET_OPSET)
         except Exception as exc:  # skl2onnx raises several types for "no converter"
             raise Unsupported(f"skl2onnx: {type(exc).__name__}: {_first_line(exc)}") from exc
     raise Unsupported(f"no ONNX conversion for framework '{adapter.framework}'")
