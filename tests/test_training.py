@@ -35,14 +35,15 @@ def test_model_reloads_from_store_and_predicts_the_same(trained: dict, name: str
     reloaded = store.load_model(name, result.version)
     cols = _sample_columns(name)
     before, after = result.model.predict(cols), reloaded.predict(cols)
-    np.testing.assert_array_equal(before.predictions, after.predictions)
     # A compiled runtime is held to the parity bounds it was admitted with (float32 trees).
     compiled = reloaded.info["runtime"] != reloaded.info["framework"]
+    if compiled and before.probabilities is None:
+        np.testing.assert_allclose(before.predictions, after.predictions, rtol=1e-6, atol=1e-9)
+    else:
+        np.testing.assert_array_equal(before.predictions, after.predictions)
     if before.probabilities is not None:
         np.testing.assert_allclose(before.probabilities, after.probabilities, rtol=1e-6,
                                    atol=1e-5 if compiled else 0)
-    elif compiled:
-        np.testing.assert_allclose(before.predictions, after.predictions, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
