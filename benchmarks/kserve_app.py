@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,9 @@ class BoosterModel(Model):
             p = np.asarray(self.booster.predict(x, num_threads=1))
         out = InferOutput(name="predict", shape=list(p.shape), datatype="FP32")
         out.set_data_from_numpy(p.astype(np.float32), binary_data=False)
+        # The response id is required; KServe's own runtimes make one when the request has none.
         return InferResponse(model_name=self.name, infer_outputs=[out],
-                             response_id=payload.id)
+                             response_id=payload.id or str(uuid.uuid4()))
 
 
 def main() -> None:
