@@ -10,8 +10,12 @@ RISKSERVE_FUZZ_EXAMPLES=<n> RISKSERVE_FUZZ_SEED=<int or "random">.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 import os
+from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
@@ -24,9 +28,20 @@ from riskserve.core.specs import MODEL_NAMES, SPECS
 
 EXAMPLES = int(os.environ.get("RISKSERVE_FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("RISKSERVE_FUZZ_SEED", "0")
-# Every operation BentoML documents; the fuzz run must reach each of them.
+# Operations the document must describe, so the fuzz run reaches each of them (it fuzzes
+# every operation documented, these and any added later).
 DOCUMENTED = {("POST", "/v1/predict"), ("POST", "/v1/predict_csv"), ("POST", "/v1/keystroke"),
+              ("POST", "/v1/explain"), ("POST", "/v1/feedback"),
+              ("GET", "/v1/models"), ("GET", "/v1/models/{name}"),
+              ("POST", "/v2/models/{name}/infer"), ("GET", "/v2/health/ready"),
               ("GET", "/healthz"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/metrics")}
+# What Python's json (and pydantic's JSON parser, which BentoML uses) read as non-finite
+# floats: each must be a 4xx naming the field, never a 500 and never a missing value.
+NON_FINITE_TOKENS = ("NaN", "Infinity", "-Infinity", "1e999", "-1e999")
+# Not JSON at all, in the places a value goes: each must be a 400, never a 500.
+NON_STANDARD_TOKENS = ("undefined", "nan", "inf", "+1", ".5", "01", "0x10", "'x'", "True",
+                       "None", "1_000", "[1,]", "{,}", "/* c */ 1")
+SENTINEL = "\u0000riskserve-token\u0000"
 
 
 def bounded(examples: int = EXAMPLES) -> Any:
@@ -62,7 +77,7 @@ def test_openapi_operations_never_5xx_and_conform(served: Any, openapi: Any, mod
     checks = [not_a_server_error, status_code_conformance, content_type_conformance,
               response_schema_conformance]
     operations = [result.ok() for result in openapi.get_all_operations()]
-    assert {(op.method.upper(), op.path) for op in operations} == DOCUMENTED
+    assert {(op.method.upper(), op.path) for op in operations} >= DOCUMENTED
     generation = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE
     seen: set[int] = set()
     for op in operations:
@@ -75,6 +90,66 @@ def test_openapi_operations_never_5xx_and_conform(served: Any, openapi: Any, mod
             response = case.call(base_url=served.url, headers=served.headers, timeout=30)
             seen.add(response.status_code)
             case.validate_response(response, checks=checks)
+
+        seeded(fuzz)()
+    assert seen and max(seen) < 500, seen
+
+
+def numeric_leaves(value: Any, path: tuple = ()) -> list[tuple]:
+    """Paths to every number (not bool) inside a JSON value."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in numeric_leaves(v, (*path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in numeric_leaves(v, (*path, i))]
+    return [path] if type(value) in (int, float) else []
+
+
+def with_token(body: Any, path: tuple, token: str) -> bytes:
+    """`body` as JSON text with the value at `path` replaced by the raw `token`."""
+    if not path:
+        return token.encode()
+    doc = json.loads(json.dumps(body))
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = SENTINEL
+    return json.dumps(doc).replace(json.dumps(SENTINEL), token).encode()
+
+
+def test_openapi_operations_with_non_finite_and_non_standard_tokens(served: Any,
+                                                                    openapi: Any) -> None:
+    """schemathesis: valid generated JSON bodies, one value swapped for `NaN`, `Infinity`,
+    `1e999` or a token that is not JSON at all; every answer a declared 4xx, never a 5xx."""
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_schema_conformance]
+    seen: Counter[int] = Counter()
+    json_ops = [op for op in (r.ok() for r in openapi.get_all_operations())
+                if op.method.upper() == "POST" and op.body
+                and any(b.media_type == "application/json" for b in op.body)]
+    assert {op.path for op in json_ops} >= {"/v1/predict", "/v1/keystroke"}
+    for op in json_ops:
+
+        @bounded()
+        @given(case=op.as_strategy(generation_mode=GenerationMode.POSITIVE,
+                                   media_type="application/json"),
+               token=st.sampled_from(NON_FINITE_TOKENS + NON_STANDARD_TOKENS),
+               pick=st.integers(0, 1_000))
+        def fuzz(case: Any, token: str, pick: int) -> None:
+            leaves = numeric_leaves(case.body) or [()]
+            case.body = with_token(case.body, leaves[pick % len(leaves)], token)
+            case.media_type = "application/json"
+            response = case.call(base_url=served.url, headers=served.headers, timeout=30)
+            seen[response.status_code] += 1
+            case.validate_response(response, checks=checks)
+            assert 400 <= response.status_code < 500, response.text
 
         seeded(fuzz)()
     assert seen and max(seen) < 500, seen
@@ -278,3 +353,177 @@ def test_category_check_fast_path_agrees_with_pandas(values: list[str | None]) -
             encoding.SMALL = saved
 
     assert outcome(small=10_000) == outcome(small=0)
+
+
+# ---- non-finite numbers on real features: a 4xx naming the field, on every protocol ----------
+
+NUMERIC_FEATURES = {name: [f.name for f in SPECS[name].features if not f.is_category]
+                    for name in ("fraud", "risk-flag", "cyber-threat")}
+
+
+@st.composite
+def tokened_rows(draw: Any, name: str) -> tuple[bytes, str, int]:
+    """Valid rows for `name` with one numeric feature of one row sent as a non-finite token."""
+    rows = [{f.name: draw(valid_value(f)) for f in SPECS[name].features}
+            for _ in range(draw(st.integers(1, 3)))]
+    row = draw(st.integers(0, len(rows) - 1))
+    feature = draw(st.sampled_from(NUMERIC_FEATURES[name]))
+    body = with_token({"model": name, "inputs": rows}, ("inputs", row, feature),
+                      draw(st.sampled_from(NON_FINITE_TOKENS)))
+    return body, feature, row
+
+
+@pytest.mark.parametrize("name", list(NUMERIC_FEATURES))
+def test_v1_non_finite_numbers_are_a_422_naming_the_field(served: Any, name: str) -> None:
+    @bounded()
+    @given(sent=tokened_rows(name))
+    def check(sent: tuple[bytes, str, int]) -> None:
+        body, feature, row = sent
+        resp = httpx.post(f"{served.url}/v1/predict", content=body, timeout=30,
+                          headers={**served.headers, "content-type": "application/json"})
+        assert resp.status_code == 422, resp.text
+        detail = resp.json()["detail"]
+        assert detail["field"] == feature and detail["rows"] == [row], detail
+        assert detail["problem"] == "not a finite number", detail
+
+    seeded(check)()
+
+
+@st.composite
+def tokened_csv(draw: Any, name: str) -> tuple[bytes, str, int]:
+    """A CSV of valid rows for `name` with one numeric cell spelled inf, nan, Infinity..."""
+    features = SPECS[name].features
+    # Open vocabularies get plain names: a generated "NA" or " " is a CSV null of its own.
+    cell = {f.name: (st.sampled_from(f.categories or ("Pune", "Delhi", "Engineer"))
+                     if f.is_category else valid_value(f)) for f in features}
+    rows = [[draw(cell[f.name]) for f in features] for _ in range(draw(st.integers(1, 4)))]
+    row = draw(st.integers(0, len(rows) - 1))
+    feature = draw(st.sampled_from(NUMERIC_FEATURES[name]))
+    rows[row][[f.name for f in features].index(feature)] = draw(st.sampled_from(
+        ["inf", "-inf", "Infinity", "-Infinity", "nan", "NaN", "1e999"]))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([f.name for f in features])
+    writer.writerows([repr(v) if isinstance(v, float) else v for v in r] for r in rows)
+    return out.getvalue().encode(), feature, row
+
+
+@pytest.mark.parametrize("name", ["fraud", "risk-flag"])
+def test_csv_non_finite_cells_are_a_422_naming_the_field(served: Any, name: str) -> None:
+    @bounded()
+    @given(sent=tokened_csv(name))
+    def check(sent: tuple[bytes, str, int]) -> None:
+        payload, feature, row = sent
+        resp = httpx.post(f"{served.url}/v1/predict_csv", headers=served.headers, timeout=30,
+                          data={"model": name}, files={"file": ("rows.csv", payload, "text/csv")})
+        assert resp.status_code == 422, resp.text
+        detail = resp.json()["detail"]
+        assert detail["field"] == feature and detail["rows"] == [row], detail
+
+    seeded(check)()
+
+
+@pytest.mark.parametrize("name", ["fraud", "risk-flag"])
+def test_v2_non_finite_numbers_are_a_400_naming_the_input(served: Any, name: str) -> None:
+    @bounded()
+    @given(data=st.data())
+    def check(data: Any) -> None:
+        n = data.draw(st.integers(1, 3))
+        inputs = [{"name": f.name, "datatype": f.datatype, "shape": [n],
+                   "data": data.draw(st.lists(valid_value(f), min_size=n, max_size=n))}
+                  for f in SPECS[name].features]
+        i = data.draw(st.sampled_from([i for i, f in enumerate(SPECS[name].features)
+                                       if not f.is_category]))
+        row = data.draw(st.integers(0, n - 1))
+        body = with_token({"inputs": inputs}, ("inputs", i, "data", row),
+                          data.draw(st.sampled_from(NON_FINITE_TOKENS)))
+        resp = httpx.post(f"{served.url}/v2/models/{name}/infer", content=body, timeout=30,
+                          headers={**served.headers, "content-type": "application/json"})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["detail"]["field"] == inputs[i]["name"], resp.text
+
+    seeded(check)()
+
+
+# ---- gRPC ModelInfer with random protos: never INTERNAL or UNKNOWN ---------------------------
+
+CONTENTS_FIELD = {"FP64": "fp64_contents", "FP32": "fp32_contents", "INT64": "int64_contents",
+                  "INT32": "int_contents", "INT16": "int_contents", "INT8": "int_contents",
+                  "UINT64": "uint64_contents", "UINT32": "uint_contents",
+                  "UINT16": "uint_contents", "UINT8": "uint_contents", "BOOL": "bool_contents",
+                  "BYTES": "bytes_contents"}
+CONTENTS_VALUES = {
+    "fp64_contents": st.floats(allow_nan=True, allow_infinity=True),
+    "fp32_contents": st.floats(allow_nan=True, allow_infinity=True, width=32),
+    "int64_contents": st.integers(-(2**63), 2**63 - 1),
+    "int_contents": st.integers(-(2**31), 2**31 - 1),
+    "uint64_contents": st.integers(0, 2**64 - 1),
+    "uint_contents": st.integers(0, 2**32 - 1),
+    "bool_contents": st.booleans(),
+    "bytes_contents": st.one_of(st.binary(max_size=12),
+                                st.sampled_from([b"TRANSFER", b"PAYMENT", b"single", b"\xff"])),
+}
+GRPC_OK = {"OK", "INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED"}
+
+
+@st.composite
+def infer_requests(draw: Any) -> bytes:
+    """A serialized ModelInferRequest: real or random model and inputs, typed or raw contents,
+    values in or out of range (NaN and inf included), shapes and counts that may not match."""
+    from tritonclient.grpc import service_pb2 as pb
+
+    name = draw(st.one_of(st.sampled_from(MODEL_NAMES), st.text(max_size=8)))
+    request = pb.ModelInferRequest(model_name=name, id=draw(st.text(max_size=4)))
+    if draw(st.integers(0, 5)) == 0:
+        request.model_version = draw(st.text(max_size=6))
+    spec = SPECS.get(name, SPECS["fraud"])
+    raw = draw(st.integers(0, 3)) == 0
+    n = draw(st.integers(0, 3))
+    names = [f.name for f in spec.features]
+    if draw(st.integers(0, 4)) == 0:  # a missing, an extra or a repeated input
+        names = draw(st.lists(st.one_of(st.sampled_from(names), st.text(max_size=6)),
+                              max_size=len(names) + 2))
+    for input_name in names:
+        feature = spec.feature(input_name) if input_name in spec.feature_names else None
+        datatype = (feature.datatype if feature is not None and draw(st.booleans())
+                    else draw(st.sampled_from([*CONTENTS_FIELD, "FP16", "NOPE"])))
+        shape = ([n] if draw(st.integers(0, 4))
+                 else draw(st.lists(st.integers(-2, 2**40), max_size=3)))
+        tensor = request.inputs.add(name=input_name, datatype=datatype, shape=shape)
+        if draw(st.integers(0, 6)) == 0:
+            tensor.parameters["p"].string_param = draw(st.text(max_size=4))
+        field_name = CONTENTS_FIELD.get(datatype, draw(st.sampled_from(list(CONTENTS_VALUES))))
+        count = n if draw(st.integers(0, 4)) else draw(st.integers(0, 4))
+        if raw:
+            request.raw_input_contents.append(draw(st.binary(max_size=8 * max(count, 1) + 4)))
+        elif draw(st.integers(0, 8)):
+            values = draw(st.lists(CONTENTS_VALUES[field_name], min_size=count, max_size=count))
+            getattr(tensor.contents, field_name).extend(values)
+    for _ in range(draw(st.integers(0, 1))):
+        request.outputs.add(name=draw(st.sampled_from(["predict", "predict_proba", "x"])))
+    return request.SerializeToString()
+
+
+def test_grpc_model_infer_random_protos_never_internal(served: Any) -> None:
+    """Generated ModelInferRequests sent to the real gRPC server: each answer is OK or a
+    client error (INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED), never INTERNAL/UNKNOWN."""
+    import grpc
+
+    codes: Counter[str] = Counter()
+    with grpc.insecure_channel(f"127.0.0.1:{served.grpc_port}") as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                   request_serializer=None, response_deserializer=None)
+
+        @bounded(EXAMPLES * 8)
+        @given(payload=infer_requests())
+        def check(payload: bytes) -> None:
+            try:
+                call(payload, metadata=(("x-api-key", served.key),), timeout=30)
+                code = "OK"
+            except grpc.RpcError as exc:
+                code = exc.code().name
+                assert code in GRPC_OK, f"{code}: {exc.details()}"
+            codes[code] += 1
+
+        seeded(check)()
+    assert codes["INVALID_ARGUMENT"] > 0, codes
