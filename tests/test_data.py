@@ -18,7 +18,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from riskserve.core.specs import CYBER_THREAT, KEYSTROKE_RF
+from riskserve.core.specs import CYBER_THREAT, KEYSTROKE_RF, SPECS
+from riskserve.core.validation import columns_from_frame
+from training import cyber_threat as cyber_threat_training
 from training.data import cyber_threat, fraud, keystroke, phishing, risk_flag
 
 GENERATORS: dict[str, tuple[ModuleType, int]] = {
@@ -489,3 +491,33 @@ def test_fraud_flagged_follows_documented_rule(
         assert (flagged["isFraud"] == 1).all()
     assert payments["isFlaggedFraud"].sum() <= 3  # 16 in 6.36 M rows: rare
     assert fraud_heavy["isFlaggedFraud"].sum() >= 1
+
+
+# ---------------------------------------------------------------- generators vs the contract
+
+FAMILIES = sorted({spec.family: name for name, spec in SPECS.items()}.items())
+
+
+@pytest.mark.parametrize(("family", "name"), FAMILIES)
+def test_training_data_leaves_blank_only_nullable_features(family: str, name: str) -> None:
+    """What a trainer fits on is what serving accepts: blanks only in `Feature.nullable`
+    columns (none today), so the strict serving validator takes every training row."""
+    from training import pipeline
+    from training.__main__ import family_of
+
+    prepared = pipeline.prepare(family_of(name), None, True, 0)
+    spec = SPECS[name]
+    blank = {f.name for f in spec.features if prepared.frame[f.name].isna().any()}
+    assert blank <= {f.name for f in spec.features if f.nullable}, blank
+    columns = columns_from_frame(spec, prepared.frame)
+    assert all(len(c) == len(prepared.frame) for c in columns.values())
+
+
+def test_cyber_blanks_are_real_but_not_served() -> None:
+    """The real CyberData leaves rates blank, and so does the generator; the trainer drops
+    those rows like the reference does, since Ridge cannot score a blank: not nullable."""
+    raw = cyber_threat.generate(3_000, seed=0)
+    assert raw[list(cyber_threat_training.COLUMNS)].isna().any().any()
+    assert not any(f.nullable for f in CYBER_THREAT.features)
+    frame, _ = cyber_threat_training.prepare(raw)
+    assert not frame.isna().any().any()
