@@ -464,6 +464,8 @@ CONTENTS_VALUES = {
                                 st.sampled_from([b"TRANSFER", b"PAYMENT", b"single", b"\xff"])),
 }
 GRPC_OK = {"OK", "INVALID_ARGUMENT", "NOT_FOUND", "RESOURCE_EXHAUSTED"}
+GOOD_ROW = {"step": 1, "type": "TRANSFER", "amount": 181.0, "oldbalance_org": 181.0,
+            "newbalance_orig": 0.0, "oldbalance_dest": 0.0, "newbalance_dest": 0.0}
 
 
 @st.composite
@@ -527,3 +529,39 @@ def test_grpc_model_infer_random_protos_never_internal(served: Any) -> None:
 
         seeded(check)()
     assert codes["INVALID_ARGUMENT"] > 0, codes
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["contents", "raw"])
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_grpc_non_finite_is_invalid_argument_naming_the_input(served: Any, datatype: str,
+                                                              raw: bool) -> None:
+    """NaN and inf in gRPC fp32/fp64 contents or raw bytes: INVALID_ARGUMENT on `amount`."""
+    import grpc
+    import numpy as np
+    from tritonclient.grpc import service_pb2 as pb
+
+    for value in (math.nan, math.inf, -math.inf):
+        request = pb.ModelInferRequest(model_name="fraud")
+        for f in SPECS["fraud"].features:
+            dtype = datatype if f.name == "amount" else f.datatype
+            t = request.inputs.add(name=f.name, datatype=dtype, shape=[2])
+            values = [value, 1.0] if f.name == "amount" else [GOOD_ROW[f.name]] * 2
+            if raw:
+                request.raw_input_contents.append(
+                    b"".join(len(v).to_bytes(4, "little") + v for v in
+                             (s.encode() for s in values)) if dtype == "BYTES"
+                    else np.array(values, dtype={"FP32": "<f4", "FP64": "<f8",
+                                                 "INT64": "<i8"}[dtype]).tobytes())
+            elif dtype == "BYTES":
+                t.contents.bytes_contents.extend(s.encode() for s in values)
+            else:
+                getattr(t.contents, CONTENTS_FIELD[dtype]).extend(values)
+        with grpc.insecure_channel(f"127.0.0.1:{served.grpc_port}") as channel:
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                       request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.RpcError) as err:
+                call(request.SerializeToString(), metadata=(("x-api-key", served.key),),
+                     timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "'amount'" in err.value.details() and "finite" in err.value.details()
+
