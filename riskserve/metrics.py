@@ -231,7 +231,9 @@ class Metrics:
         """Create every key's request series at 0 (called when the keys file is (re)loaded), so
         rate() sees a key's first request."""
         for key in names:
+            self.rate_limited_total.labels(key)
             for protocol in ("http", "grpc"):
+                self.auth_failures_total.labels("forbidden", protocol, key)
                 for name in SPECS:
                     self.requests_total.labels(name, protocol, key)
 
