@@ -90,12 +90,12 @@ def ensure_venv(kind: str) -> Path:
     digest = hashlib.sha256(lock.read_bytes()).hexdigest()
     if stamp.is_file() and stamp.read_text() == digest:
         return venv / "bin"
-    log(f"building the {kind} peer venv from {lock.relative_to(REPO)} (once; ~30 s)")
+    log(f"building the {kind} peer venv from {lock.relative_to(REPO)} (once; minutes)")
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
                     "--disable-pip-version-check", "--no-deps", "-r", str(lock)],
-                   check=True, timeout=900)
+                   check=True, timeout=1800)
     stamp.write_text(digest)
     return venv / "bin"
 
@@ -179,6 +179,7 @@ def _wait(running: Running, ready: Callable[[], bool], timeout_s: float = 120.0)
 
 # BentoML logs this once per worker and startup hook (riskserve has one hook per worker).
 _HOOK_DONE = re.compile(r"Completed async startup hook: \w+")
+_STARTUP_FAILED = "Application startup failed"
 
 
 def start_riskserve(workers: int, logs: Path, env: dict[str, str] | None = None,
@@ -203,7 +204,11 @@ def start_riskserve(workers: int, logs: Path, env: dict[str, str] | None = None,
 
     def ready() -> bool:
         # /readyz answers once one worker is up; each worker logs its startup (gRPC) hook.
-        return (len(_HOOK_DONE.findall(served.log_text())) >= workers
+        text = served.log_text()
+        if _STARTUP_FAILED in text:  # the arbiter lives on; the failed worker will not
+            running.stop()
+            raise RuntimeError(f"{name} failed to start:\n{text[-3000:]}")
+        return (len(_HOOK_DONE.findall(text)) >= workers
                 and httpx.get(f"{served.url}/readyz", timeout=2).status_code == 200)
 
     _wait(running, ready)
