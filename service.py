@@ -121,7 +121,7 @@ class RiskServe:
         except ConfigurationError as exc:  # a corrupt or unreadable model file
             raise _one_line(exc) from None
         keys = auth.require_keys(settings)  # the process's shared ring (None: auth disabled)
-        self.dp.metrics.known_keys(keys.names() if keys is not None else [auth.ANONYMOUS.name])
+        self.dp.metrics.known_keys(keys.names if keys is not None else [auth.ANONYMOUS.name])
         models_v1.state.dataplane = self.dp
         models_v2.state.dataplane = self.dp
         self.grpc: grpc_server.OIPServer | None = None
