@@ -41,10 +41,13 @@ class Row:
     native_p99: float
     compiled_median: float
     compiled_p99: float
+    native_best: float
+    compiled_best: float
 
     @property
     def speedup(self) -> float:
-        return self.native_median / max(self.compiled_median, 1e-9)
+        """On best-of-N: the least disturbed call is the model's own cost on a busy machine."""
+        return self.native_best / max(self.compiled_best, 1e-9)
 
 
 def paired(fa: Any, fb: Any, x: np.ndarray, budget_s: float, max_calls: int = 2000,
@@ -96,14 +99,13 @@ def adapters(name: str, workdir: Path) -> tuple[Any, Any, Any, str]:
     return model, native, onnx, str(model.info["runtime"])
 
 
-def run(budget_s: float) -> tuple[list[Row], list[dict[str, Any]]]:
+def run(budget_s: float, names: list[str]) -> tuple[list[Row], list[dict[str, Any]]]:
     from riskserve.core import compiled
-    from riskserve.core.specs import MODEL_NAMES
 
     rows: list[Row] = []
     parity: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="runtimes-") as work:
-        for name in MODEL_NAMES:
+        for name in names:
             model, native, onnx, served = adapters(name, Path(work))
             x = rows_for(name, model.encoder, 2000)
             p = compiled.compare(model.spec.task, native.score(x), onnx.score(x),
@@ -115,11 +117,19 @@ def run(budget_s: float) -> tuple[list[Row], list[dict[str, Any]]]:
                 tn, tc = paired(native.score, onnx.score, batch, budget_s)
                 rows.append(Row(name, served, native.framework, n, len(tn),
                                 float(np.median(tn)), float(np.percentile(tn, 99)),
-                                float(np.median(tc)), float(np.percentile(tc, 99))))
-                print(f"{name:14s} {n:4d} rows  native {rows[-1].native_median:9.3f} ms  "
-                      f"onnx {rows[-1].compiled_median:8.3f} ms  x{rows[-1].speedup:.1f}",
-                      flush=True)
+                                float(np.median(tc)), float(np.percentile(tc, 99)),
+                                float(tn.min()), float(tc.min())))
+                r = rows[-1]
+                print(f"{name:14s} {n:4d} rows  native {r.native_best:9.3f} ms best "
+                      f"{r.native_median:9.3f} median  onnx {r.compiled_best:8.3f} best "
+                      f"{r.compiled_median:8.3f} median  x{r.speedup:.1f}", flush=True)
     return rows, parity
+
+
+def store_home() -> str:
+    from riskserve.core import store
+
+    return str(store.bentoml_home())
 
 
 def markdown(rows: list[Row], parity: list[dict[str, Any]], seconds: float) -> str:
@@ -129,21 +139,24 @@ def markdown(rows: list[Row], parity: list[dict[str, Any]], seconds: float) -> s
         "",
         f"`python -m benchmarks.runtimes` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores, load average {load:.1f} at the end, {seconds:.0f} s; "
-        f"Python {platform.python_version()}. One thread per call in both runtimes "
-        "(XGBoost nthread=1, LightGBM num_threads=1, scikit-learn n_jobs=1, onnxruntime "
+        f"Python {platform.python_version()}, model store {store_home()}. One thread per "
+        "call in both runtimes (XGBoost nthread=1, LightGBM num_threads=1, scikit-learn "
+        "n_jobs=1, onnxruntime "
         "intra/inter-op threads 1). Calls alternate between the two runtimes so other load "
-        "on the machine hits both alike; medians and p99 of `calls` calls each, in ms. "
+        "on the machine hits both alike; best, median and p99 of `calls` calls each, in ms; "
+        "the speedup is native best / ONNX best, since on a loaded machine the least "
+        "disturbed call is the model's own cost and medians mostly measure the neighbours. "
         "`served` is the runtime the production version serves (decided at training time by "
         "parity and a measured speedup).",
         "",
-        "| model | served | rows | calls | native median | native p99 | ONNX median | "
-        "ONNX p99 | speedup |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | served | rows | calls | native best | native median | native p99 | "
+        "ONNX best | ONNX median | ONNX p99 | speedup |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        out.append(f"| {r.model} | {r.served} | {r.rows} | {r.calls} | {r.native_median:.3f} "
-                   f"| {r.native_p99:.3f} | {r.compiled_median:.3f} | {r.compiled_p99:.3f} "
-                   f"| x{r.speedup:.1f} |")
+        out.append(f"| {r.model} | {r.served} | {r.rows} | {r.calls} | {r.native_best:.3f} "
+                   f"| {r.native_median:.3f} | {r.native_p99:.3f} | {r.compiled_best:.3f} "
+                   f"| {r.compiled_median:.3f} | {r.compiled_p99:.3f} | x{r.speedup:.1f} |")
     out += [
         "",
         "## Parity (the same rows through both runtimes)",
@@ -164,6 +177,13 @@ def markdown(rows: list[Row], parity: list[dict[str, Any]], seconds: float) -> s
         "max rel diff of a classifier is relative to probabilities that can be ~1e-6 "
         "themselves, so only the absolute difference is bounded there.",
         "",
+        "## Not measured",
+        "",
+        "lleaves (LightGBM) and treelite/TL2cgen compile trees to a native shared library "
+        "that is loaded with `dlopen`: machine code read from the model store, which the "
+        "no-pickle rule (nothing in a model version may run code when loaded) excludes. "
+        "treelite's interpreter (GTIL) stays; it was not measured here.",
+        "",
     ]
     return "\n".join(out)
 
@@ -173,9 +193,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.4,
                         help="seconds of alternating calls per model and batch size")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--models", nargs="*", help="default: all seven")
     args = parser.parse_args()
+    from riskserve.core.specs import MODEL_NAMES
+
     start = time.perf_counter()
-    rows, parity = run(args.budget)
+    rows, parity = run(args.budget, args.models or list(MODEL_NAMES))
     text = markdown(rows, parity, time.perf_counter() - start)
     args.out.write_text(text)
     print(f"\nwrote {args.out}")
