@@ -447,6 +447,33 @@ def v1_api_paths(generated: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+# The Swagger page at `/`: BentoML's own assets (served at ./static_content) and initializer
+# (which loads ./docs.json), without its page's Google Tag Manager snippet, "BentoML Prediction
+# Service" title and GitHub corner.
+SWAGGER_PAGE = """<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>riskserve API</title>
+    <link rel="stylesheet" type="text/css" href="./static_content/swagger-ui.css" />
+    <link rel="stylesheet" type="text/css" href="./static_content/index.css" />
+    <link rel="icon" type="image/png" href="./static_content/favicon-light-32x32.png" />
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="./static_content/swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script src="./static_content/swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+    <script src="./static_content/swagger-initializer.js" charset="UTF-8"></script>
+  </body>
+</html>
+"""
+
+
+def swagger_page() -> str:
+    """The HTML of `/` (for BentoML's `ServiceAppFactory.index_page`, see bentoml_fixes)."""
+    return SWAGGER_PAGE
+
+
 def document(doc: dict[str, Any]) -> dict[str, Any]:
     """riskserve's OpenAPI document, from the one BentoML generated (`Service.openapi_spec`).
 
@@ -455,6 +482,9 @@ def document(doc: dict[str, Any]) -> dict[str, Any]:
     """
     doc = oas30(doc)
     generated = doc.get("paths", {})
+    for ops in generated.values():
+        for op in ops.values():  # BentoML's statuses are ints until the JSON answer is encoded
+            op["responses"] = {str(code): r for code, r in op.get("responses", {}).items()}
     doc["info"] = {"title": TITLE, "version": service_version(), "description": description()}
     doc["tags"] = TAGS
     doc["security"] = KEYED
