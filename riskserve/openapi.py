@@ -103,8 +103,8 @@ def description() -> str:
     models = "\n".join(f"| `{s.name}` | {s.task} | {s.description} |" for s in SPECS.values())
     statuses = "\n".join(f"| {code} | {why} |" for code, why in WHY.items())
     return f"""\
-One service scoring riskserve's security and risk models, each pinned to the production version
-of the model store. Three protocols over one data plane: **/v1** (JSON rows, CSV files, the
+**riskserve**: one service scoring security and risk models, each pinned to the production
+version of the model store. Three protocols over one data plane: **/v1** (JSON rows, CSV files, the
 keystroke seed payload), **/v2** (Open Inference Protocol REST) and **gRPC**
 (`inference.GRPCInferenceService`, on the gRPC port, 3001 by default; not in this document).
 `GET /v1/models` lists each model's version, features (with dtypes, ranges and categories) and
@@ -449,7 +449,7 @@ def v1_api_paths(generated: dict[str, Any]) -> dict[str, Any]:
 
 # The Swagger page at `/`: BentoML's own assets (served at ./static_content) and initializer
 # (which loads ./docs.json), without its page's Google Tag Manager snippet, "BentoML Prediction
-# Service" title and GitHub corner.
+# Service" title and GitHub corner, and with the document's title visible.
 SWAGGER_PAGE = """<!DOCTYPE html>
 <html lang="en">
   <head>
@@ -457,6 +457,9 @@ SWAGGER_PAGE = """<!DOCTYPE html>
     <title>riskserve API</title>
     <link rel="stylesheet" type="text/css" href="./static_content/swagger-ui.css" />
     <link rel="stylesheet" type="text/css" href="./static_content/index.css" />
+    <!-- BentoML's index.css hides the title (its README repeats the name): show riskserve's. -->
+    <style>.info .main .title, .info .main .title span { visibility: visible; position: static; }
+    </style>
     <link rel="icon" type="image/png" href="./static_content/favicon-light-32x32.png" />
   </head>
   <body>
