@@ -23,7 +23,7 @@ import bentoml
 from bentoml.models import BentoModel
 from bentoml.validators import ContentType
 
-from riskserve import auth, bentoml_fixes
+from riskserve import auth, bentoml_fixes, lifecycle
 from riskserve.core import candidates, store
 from riskserve.core.specs import MODEL_NAMES
 from riskserve.dataplane import Call, DataPlane
@@ -106,9 +106,11 @@ class RiskServe:
 
     @bentoml.on_deployment
     def check_configuration() -> None:
-        """Fail before any worker starts when no API keys are configured (fail-secure)."""
+        """Fail before any worker starts without API keys (fail-secure) or with a model that
+        cannot load: in a worker the error would only end that worker, which BentoML respawns."""
         try:
             auth.require_keys(get_settings())
+            lifecycle.check_models_load(MODEL_NAMES)
         except ConfigurationError as exc:
             raise _one_line(exc) from None
 
@@ -130,6 +132,8 @@ class RiskServe:
     async def start_grpc(self) -> None:
         """Serve gRPC from this worker's event loop; every worker binds the same port."""
         self.grpc = await grpc_server.serve(self.dp, settings.grpc_host, settings.grpc_port)
+        # On SIGTERM the gRPC health service reports NOT_SERVING with /readyz, before draining.
+        lifecycle.DRAIN.on_drain(self.grpc.health.enter_graceful_shutdown)
 
     @bentoml.on_startup
     async def tune_worker(self) -> None:
@@ -186,6 +190,7 @@ class RiskServe:
 
 
 bentoml_fixes.apply()
+RiskServe.add_asgi_middleware(lifecycle.DrainMiddleware, delay_s=settings.drain_delay_s)
 RiskServe.add_asgi_middleware(V2RootAlias)
 RiskServe.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes,
                               csv_max_bytes=settings.csv_max_bytes)

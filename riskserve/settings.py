@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     """Requests in flight per worker before new ones are shed at once: HTTP 429 (BentoML's
     traffic control), gRPC RESOURCE_EXHAUSTED. Bounds queueing, so overload answers fast."""
 
+    drain_delay_s: float = 2.0
+    """On SIGTERM, how long a worker keeps serving (with readiness already failing, so load
+    balancers stop sending) before it closes its listener and drains what is in flight."""
+
     request_timeout_s: float = 60.0
     """Longest a request may wait for its answer to start before BentoML answers 504 (a CSV
     upload's validation counts; its streamed scoring, once started, does not)."""

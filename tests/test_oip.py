@@ -594,9 +594,13 @@ def test_model_metadata_lists_the_contract(served: Any, trained: dict, http_clie
     outputs = ["predict", "predict_proba"] if spec.is_classifier else ["predict"]
     rest = http_client.get_model_metadata(name, headers=key(served))
     rpc = grpc_client.get_model_metadata(name, headers=key(served), as_json=True)
+    # REST tensors also carry parameters.nullable (the gRPC TensorMetadata has no such field).
+    assert [t["parameters"]["nullable"] for t in rest["inputs"]] == [f.nullable
+                                                                     for f in spec.features]
     for meta in (rest, rpc):
         assert meta["name"] == name and trained[name].version in meta["versions"]
-        got = [{**t, "shape": [int(d) for d in t["shape"]]} for t in meta["inputs"]]
+        got = [{"name": t["name"], "datatype": t["datatype"],
+                "shape": [int(d) for d in t["shape"]]} for t in meta["inputs"]]
         assert got == inputs
         assert [o["name"] for o in meta["outputs"]] == outputs
     predict = rest["outputs"][0]

@@ -81,7 +81,7 @@ async def model_metadata(request: Request) -> Response:
     """GET /v2/models/{name}[/versions/{version}]: inputs, outputs, versions, platform."""
     model = _dp(request).model(_call(request))
     versions = await run_in_threadpool(codec.available_versions, model)
-    return JSONResponse(codec.model_metadata(model, versions))
+    return JSONResponse(codec.model_metadata(model, versions, parameters=True))
 
 
 async def model_ready(request: Request) -> Response:

@@ -123,7 +123,8 @@ def _prediction_columns(model: ScoringModel, pred: Prediction) -> dict[str, np.n
 
 def _chunks(path: Path, chunk_rows: int) -> pd.io.parsers.TextFileReader:
     try:
-        return pd.read_csv(path, chunksize=chunk_rows, skipinitialspace=True)
+        return pd.read_csv(path, chunksize=chunk_rows, skipinitialspace=True,
+                           **validation.CSV_READ_OPTIONS)
     except pd.errors.EmptyDataError:
         raise BadRequest("the CSV file is empty; send a header row and data rows",
                          {"field": "file"}) from None
