@@ -61,9 +61,11 @@ class ScoringModel:
             self._native = self.native_loader()
         return self._native
 
-    def predict(self, columns: Columns) -> Prediction:
-        """Score validated columns in one vectorised call."""
-        raw = self.adapter.score(self.encoder.transform(columns))
+    def predict(self, columns: Columns, native: bool = False) -> Prediction:
+        """Score validated columns in one vectorised call (`native`: with the framework's own
+        model, as explanations do, so their contributions add up to exactly this answer)."""
+        adapter = self.native_adapter() if native else self.adapter
+        raw = adapter.score(self.encoder.transform(columns))
         task = self.spec.task
         if task == "regression":
             values = raw.astype(np.float64)
