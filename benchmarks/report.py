@@ -74,6 +74,10 @@ def _order(r: Row) -> tuple[Any, ...]:
     return (r.model, r.clients, pos)
 
 
+def _workers(n: int) -> str:
+    return f"{n} worker{'s' * (n != 1)}"
+
+
 def _model_order(m: str) -> tuple[bool, bool, str]:
     return (m != "fraud", m.startswith("keystroke"), m)
 
@@ -184,14 +188,14 @@ def markdown(results: Results, meta: dict[str, Any], headline_workers: int,
           if meta.get("baseline") else []),
         f"Machine load: {meta['load']}; other work on a shared machine lowers every number, "
         f"which is why targets alternate in rounds (± is the spread between rounds).\n\n",
-        f"## Targets ({headline_workers} workers, single-row requests)\n\n",
+        f"## Targets ({_workers(headline_workers)}, single-row requests)\n\n",
         verdict_table(vs), "\n",
         *(["A missed target comes with its profile: `make profile MODEL=fraud PROTOCOL=v1` "
            "(one worker under the same load; `NEIGHBOUR=keystroke-rf` adds the heavy "
            "neighbour) writes reports/bench/profile-*/top.md and flame.svg.\n\n"]
           if any(v.passed is False for v in vs) else []),
         f"## Headline: single-row requests, {headline_clients} concurrent clients, "
-        f"{headline_workers} workers each\n\n",
+        f"{_workers(headline_workers)} each\n\n",
         table(rows, sorted(head, key=lambda r: (_model_order(r.model), _order(r)))), "\n",
     ]
     for w in sorted({r.workers for r in rows}, key=lambda w: w != headline_workers):

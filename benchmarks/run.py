@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -444,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": meta.machine(), "software": meta.software(args.peers), "wall_s": wall,
         "load": f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (1-min load average)",
         "command": "make bench" if argv is None and len(sys.argv) <= 1
-        else "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
+        else "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv),
         "baseline": f"{args.baseline} ({baseline_sha})" if args.baseline else "",
         "method": meta.METHOD.format(
             seconds=args.seconds, warmup=args.warmup, rounds=args.rounds,

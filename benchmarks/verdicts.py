@@ -64,7 +64,7 @@ def neighbour_verdicts(rows: list[NeighbourRow], workers: list[int]) -> list[Ver
                 f"fraud beside {name}, {w} worker{'s' * (w > 1)}: p99 ≤ 1.5× and req/s ≥ 0.7× "
                 f"alone",
                 f"p99 ×{p99_med:.2f} (worst ×{max(p99):.2f}), req/s ×{rps_med:.2f} "
-                f"(worst ×{min(rps):.2f}) over {len(cells)} rounds",
+                f"(worst ×{min(rps):.2f}) over {len(cells)} round{'s' * (len(cells) > 1)}",
                 p99_med <= 1.5 and rps_med >= 0.7))
     return out
 
@@ -121,7 +121,8 @@ def cold_verdicts(rows: list[ColdRow], workers: int) -> list[Verdict]:
     base = next((c for c in rows if c.server == "baseline" and c.workers == workers), None)
     if mine is None:
         return []
-    out = [Verdict(f"cold start ≤ 5 s ({workers} workers)", f"{mine.seconds:.1f} s",
+    out = [Verdict(f"cold start ≤ 5 s ({workers} worker{'s' * (workers > 1)})",
+                   f"{mine.seconds:.1f} s",
                    mine.seconds <= 5.0)]
     if base is not None:
         growth = mine.rss_per_worker_mb / base.rss_per_worker_mb - 1
