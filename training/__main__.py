@@ -31,18 +31,10 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
-FAMILY_MODULES = {
-    "cyber_threat": "training.cyber_threat",
-    "phishing": "training.phishing",
-    "keystroke": "training.keystroke",
-    "risk_flag": "training.risk_flag",
-    "fraud": "training.fraud",
-}
-
-
 def family_of(name: str) -> ModuleType:
-    """The family module that trains a public model name (imported only when needed)."""
-    return importlib.import_module(FAMILY_MODULES[SPECS[name].family])
+    """The family module that trains a public model name, `training.<spec.family>` (imported
+    only when needed)."""
+    return importlib.import_module(f"training.{SPECS[name].family}")
 
 
 train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,

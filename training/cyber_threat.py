@@ -17,7 +17,6 @@ from riskserve.core.specs import CYBER_THREAT, ModelSpec
 from training.data import cyber_threat as data
 from training.sources import read_or_build, to_contract
 
-SPECS = (CYBER_THREAT,)
 # The reference project's tuned alpha (its grid search over logspace(-3, 3)).
 RIDGE_ALPHA = 0.21544346900318823
 QUICK_ROWS = 6_000

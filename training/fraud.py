@@ -13,7 +13,6 @@ from riskserve.core.specs import FRAUD, ModelSpec
 from training.data import fraud as data
 from training.sources import read_or_build, to_contract
 
-SPECS = (FRAUD,)
 QUICK_ROWS = 40_000
 # Quick runs are for tests: raise the fraud share so a small sample still has positives.
 QUICK_FRAUD_RATE = 0.01

@@ -14,11 +14,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from riskserve.core.encoding import Encoder
-from riskserve.core.specs import KEYSTROKE_RF, KEYSTROKE_SVM, KEYSTROKE_XGB, ModelSpec
+from riskserve.core.specs import KEYSTROKE_SVM, ModelSpec
 from training.data import keystroke as data
 from training.sources import read_or_build
 
-SPECS = (KEYSTROKE_SVM, KEYSTROKE_RF, KEYSTROKE_XGB)
 QUICK_USERS = 30
 
 

@@ -16,8 +16,6 @@ from riskserve.core.specs import PHISHING, ModelSpec
 from training.data import phishing as data
 from training.sources import read_or_build
 
-SPECS = (PHISHING,)
-
 
 def load(path: Path | None, *, quick: bool, seed: int) -> tuple[pd.DataFrame, str]:
     # Real data is small (1,250 rows): quick mode uses all of it too.

@@ -13,7 +13,6 @@ from riskserve.core.specs import RISK_FLAG, ModelSpec
 from training.data import risk_flag as data
 from training.sources import read_or_build, to_contract
 
-SPECS = (RISK_FLAG,)
 QUICK_ROWS = 8_000
 COLUMNS = {
     "Income": "income",
