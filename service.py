@@ -48,17 +48,25 @@ def _one_line(exc: ConfigurationError) -> SystemExit:
     return SystemExit(f"riskserve: {exc.message}")
 
 
+# The versions declared below, per model: recorded for `bentoml build` (riskserve/release.json),
+# so that a packed Bento knows its production version from its shadow candidate.
+DECLARED: dict[str, dict[str, str | None]] = {}
+
+
 def production(name: str) -> BentoModel:
     """The model store's production version of `name`, as a packable BentoModel."""
     try:
-        return BentoModel(f"{name}:{store.production_version(name)}")
+        version = store.production_version(name)
     except ConfigurationError as exc:
         raise _one_line(exc) from None
+    DECLARED[name] = {"production": version, "shadow": None}
+    return BentoModel(f"{name}:{version}")
 
 
 def shadow(name: str) -> BentoModel | None:
     """The model's shadow candidate (`python -m training shadow`), or None."""
     version = candidates.shadow_version(name)
+    DECLARED[name]["shadow"] = version
     return None if version is None else BentoModel(f"{name}:{version}")
 
 
@@ -189,6 +197,7 @@ class RiskServe:
         return await v1.keystroke(self.dp, call, {"HT": HT, "PPT": PPT, "RRT": RRT, "RPT": RPT})
 
 
+store.write_release(DECLARED)
 bentoml_fixes.apply()
 RiskServe.add_asgi_middleware(lifecycle.DrainMiddleware, delay_s=settings.drain_delay_s)
 RiskServe.add_asgi_middleware(V2RootAlias)

@@ -27,8 +27,14 @@ def test_build_packs_exactly_the_production_versions(trained: dict, bentoml_home
     assert packed == expected
     files = {str(p.relative_to(Path(bento_path(bentoml_home, tag)) / "src"))
              for p in (Path(bento_path(bentoml_home, tag)) / "src").rglob("*") if p.is_file()}
-    assert "service.py" in files and "riskserve/specs.py" in files
-    assert not any(f.startswith(("tests/", "training/", ".venv")) for f in files)
+    assert "service.py" in files and "riskserve/core/specs.py" in files
+    assert not any(f.startswith(("tests/", "training/", ".venv", "riskserve/devtools"))
+                   for f in files)
+    # The Bento's store has no pointer files: release.json says which version is production.
+    release = json.loads((Path(bento_path(bentoml_home, tag)) / "src" / "riskserve"
+                          / "release.json").read_text())
+    assert {n: r["production"] for n, r in release.items()} == {
+        name: store.production_version(name) for name in MODEL_NAMES}
 
 
 def bento_path(home: Path, tag: str) -> Path:

@@ -43,7 +43,11 @@ def history_file() -> Path:
 
 def _read() -> dict[str, Any]:
     path = pointer_file()
-    return json.loads(path.read_text()) if path.exists() else {}
+    if path.exists():
+        return json.loads(path.read_text())
+    # In a packed Bento (no pointer files): the candidates service.py declared at build time.
+    return {name: {"version": r["shadow"]} for name, r in store.read_release().items()
+            if r.get("shadow")}
 
 
 def _production(name: str) -> str | None:

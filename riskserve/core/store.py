@@ -293,9 +293,41 @@ def load_model(name: str, version: str | None = None) -> ScoringModel:
     return load_stored(get_version(name, version or production_version(name)))
 
 
+# What a packed Bento serves: written next to the package by service.py when it declares its
+# models outside a Bento (the store's pointer files exist there), and packed by bentofile.yaml;
+# a Bento's own store has no pointer files, and without this it could not tell a packed shadow
+# candidate from production.
+RELEASE_FILE = Path(__file__).resolve().parents[1] / "release.json"
+
+
+def read_release() -> dict[str, dict[str, str | None]]:
+    """{model: {"production": v, "shadow": v | None}} of the packed Bento, or {} outside one."""
+    try:
+        return json.loads(RELEASE_FILE.read_text()) if RELEASE_FILE.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"{RELEASE_FILE} is unreadable ({type(exc).__name__}: {exc})"
+                                 ) from None
+
+
+def write_release(release: dict[str, dict[str, str | None]]) -> None:
+    """Record what service.py declares (only where the store has pointers: not in a Bento)."""
+    if not _pointer_file().exists():
+        return
+    text = json.dumps(release, indent=1, sort_keys=True) + "\n"
+    try:
+        if not RELEASE_FILE.is_file() or RELEASE_FILE.read_text() != text:
+            tmp = RELEASE_FILE.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, RELEASE_FILE)
+    except OSError:  # a read-only checkout: the Bento then serves the newest versions
+        pass
+
+
 def _read_pointer() -> dict[str, Any]:
     path = _pointer_file()
-    return json.loads(path.read_text()) if path.exists() else {}
+    if path.exists():
+        return json.loads(path.read_text())
+    return {name: {"version": r["production"]} for name, r in read_release().items()}
 
 
 def production_version(name: str) -> str:
