@@ -147,6 +147,20 @@ def _openapi_fix() -> None:
 
     _replace(ServiceAppFactory, "openapi_spec_view", openapi_spec_view)
 
+    # The Swagger page at `/`: riskserve's title and BentoML's own served assets, without the
+    # Google Tag Manager snippet BentoML's page loads for every visitor.
+    original_index = original_of(ServiceAppFactory, "index_page")
+
+    async def index_page(self: Any, request: Any) -> Any:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+        from starlette.responses import HTMLResponse
+
+        if BentoMLContainer.new_index:
+            return await original_index(self, request)
+        return HTMLResponse(openapi.swagger_page())
+
+    _replace(ServiceAppFactory, "index_page", index_page)
+
 
 FIXES = (
     Fix("timeout-timer", "no upstream report found (searched bentoml/BentoML issues, 2026-12); "
@@ -156,7 +170,7 @@ FIXES = (
         "riskserve errors: BentoML has no exception-handler hook for @bentoml.api routes",
         _endpoint_fix),
     Fix("openapi", "bentoml/BentoML#4232 (the schema differs from the answers); mounted ASGI "
-        "apps are never documented", _openapi_fix),
+        "apps are never documented; the index page loads Google Tag Manager", _openapi_fix),
 )
 _applied: set[str] = set()
 

@@ -128,3 +128,13 @@ def test_outside_the_version_range_nothing_is_applied(caplog: pytest.LogCaptureF
 def test_every_fix_names_what_it_tracks() -> None:
     for fix in bentoml_fixes.FIXES:
         assert fix.tracks and fix.install.__doc__
+
+
+def test_canary_bentoml_index_page_still_loads_a_tracker() -> None:
+    from pathlib import Path
+
+    import _bentoml_impl.server as server
+
+    page = (Path(server.__file__).parent / "main-openapi.html").read_text()
+    assert "googletagmanager" in page, ("BentoML's Swagger page no longer loads Google Tag "
+                                        "Manager: the index part of the 'openapi' fix can go")
