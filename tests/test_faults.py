@@ -421,16 +421,9 @@ UNREADABLE = {
     "metadata": lambda home, d: garble(d / "model.yaml"),
     "folder": lambda home, d: shutil.rmtree(d.parent),
 }
-STORE_RAISES_RAW = ("riskserve.core.store passes this error on as it is (json.JSONDecodeError "
-                    "from _read_pointer, yaml.ReaderError from bentoml.models.list), so the "
-                    "service import fails with a traceback")
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param("pointer", marks=pytest.mark.xfail(strict=True, reason=STORE_RAISES_RAW)),
-    pytest.param("metadata", marks=pytest.mark.xfail(strict=True, reason=STORE_RAISES_RAW)),
-    "folder",
-])
+@pytest.mark.parametrize("case", ["pointer", "metadata", "folder"])
 def test_unreadable_store_refuses_to_start(trained: dict, bentoml_home: Path, tmp_path: Path,
                                            case: str) -> None:
     home = tmp_path / "store"

@@ -23,6 +23,7 @@ from typing import Any
 
 import bentoml
 import numpy as np
+import yaml
 
 from riskserve.core.adapters import Adapter, load_adapter
 from riskserve.core.compiled import CompileReport, DispatchAdapter, OnnxAdapter, compile_version
@@ -275,7 +276,8 @@ def list_versions(name: str) -> list[Any]:
         models = [m for m in bentoml.models.list(name) if m.tag.name == name]
     except bentoml.exceptions.NotFound:
         return []
-    except (OSError, bentoml.exceptions.BentoMLException) as exc:
+    except (OSError, ValueError, yaml.YAMLError, bentoml.exceptions.BentoMLException) as exc:
+        # ValueError / YAMLError: a version's garbled model.yaml, read by bentoml.models.list
         raise ConfigurationError(f"model '{name}' cannot be loaded: the model store at "
                                  f"{bentoml_home()} is unreadable ({_one_line(exc)})") from exc
     return sorted(models, key=lambda m: m.info.creation_time, reverse=True)
@@ -323,11 +325,16 @@ def write_release(release: dict[str, dict[str, str | None]]) -> None:
         pass
 
 
-def _read_pointer() -> dict[str, Any]:
+def _read_pointer(name: str = "?") -> dict[str, Any]:
     path = _pointer_file()
     if path.exists():
-        return json.loads(path.read_text())
-    return {name: {"version": r["production"]} for name, r in read_release().items()}
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"model '{name}' cannot be loaded: the production pointer "
+                                     f"{path} is unreadable ({_one_line(exc)}); restore it or "
+                                     "run `python -m training promote`") from None
+    return {n: {"version": r["production"]} for n, r in read_release().items()}
 
 
 def production_version(name: str) -> str:
@@ -338,7 +345,7 @@ def production_version(name: str) -> str:
             f"no trained version of '{name}' in the model store at {bentoml_home()}; "
             "run `make train` (or `python -m training all`) first"
         )
-    pointed = _read_pointer().get(name, {}).get("version")
+    pointed = _read_pointer(name).get(name, {}).get("version")
     return pointed if pointed in versions else versions[0]
 
 
