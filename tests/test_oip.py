@@ -38,7 +38,7 @@ from riskserve.core.specs import MODEL_NAMES, SPECS, Feature
 from riskserve.core.validation import columns_from_frame
 from riskserve.devtools import server
 from riskserve.devtools.samples import GOOD_FRAUD as GOOD
-from riskserve.devtools.samples import records
+from riskserve.devtools.samples import records, stored_model
 from riskserve.devtools.samples import sample_frame as _sample_frame
 from training import pipeline
 from training.__main__ import family_of
@@ -141,7 +141,8 @@ def assert_matches(as_numpy: Callable[[str], np.ndarray | None], expected: dict[
 
 
 def expected_in_process(trained: dict, name: str, frame: pd.DataFrame) -> Any:
-    return trained[name].model.predict(columns_from_frame(SPECS[name], frame))
+    return stored_model(name, trained[name].version).predict(
+        columns_from_frame(SPECS[name], frame))
 
 
 def metric_value(served: Any, metric: str, **labels: str) -> float:
@@ -558,7 +559,8 @@ def test_explicit_version_routes_to_that_version(served: Any, trained: dict, tmp
                            quick=True, seed=98, reports=tmp_path)
     assert other.version != trained["phishing"].version
     frame = sample_frame("phishing", 6)
-    expected = other.model.predict(columns_from_frame(SPECS["phishing"], frame))
+    expected = stored_model("phishing", other.version).predict(
+        columns_from_frame(SPECS["phishing"], frame))
     for module, client in ((httpclient, http_client), (grpcclient, grpc_client)):
         result = client.infer("phishing", triton_inputs(module, "phishing", frame),
                               model_version=other.version, headers=key(served))

@@ -190,14 +190,15 @@ def test_every_accepted_csv_row_is_scored_under_flood(small: server.Served) -> N
 
 
 def test_timeout_middleware_answers_504_and_cancels_its_timer() -> None:
-    """BentoML's TimeoutMiddleware as riskserve.limits patches it: a request that never
+    """BentoML's TimeoutMiddleware as riskserve.bentoml_fixes patches it: a request that never
     answers gets a 504; one that answers leaves no armed timer holding its context."""
     from bentoml._internal.server.http.traffic import TimeoutMiddleware
 
-    import riskserve.limits as limits
+    from riskserve import bentoml_fixes
 
-    assert getattr(TimeoutMiddleware, "_riskserve_fixed", False)
-    assert limits.fix_bentoml_timeout_middleware() is False  # idempotent
+    bentoml_fixes.apply()
+    assert TimeoutMiddleware.__call__ is bentoml_fixes._timeout_call
+    assert bentoml_fixes.apply() == []  # idempotent
 
     async def never(scope: Any, receive: Any, send: Any) -> None:
         await asyncio.Event().wait()

@@ -17,7 +17,7 @@ from riskserve.core.specs import MODEL_NAMES, SPECS
 from riskserve.core.validation import columns_from_frame
 from riskserve.devtools import server
 from riskserve.devtools.samples import GOOD_FRAUD as GOOD
-from riskserve.devtools.samples import records, sample_frame
+from riskserve.devtools.samples import records, sample_frame, stored_model
 from training import pipeline
 from training.__main__ import family_of
 
@@ -34,7 +34,7 @@ def test_prediction_equals_in_process_model(served: Any, trained: dict, name: st
     resp = post(served, {"model": name, "inputs": records(name, frame)})
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    model = trained[name].model
+    model = stored_model(name, trained[name].version)
     expected = model.predict(columns_from_frame(SPECS[name], frame))
     assert body["model"] == name and body["version"] == trained[name].version
     if SPECS[name].task == "regression":
@@ -112,7 +112,8 @@ def test_explicit_version_routes_to_that_version(served: Any, trained: dict,
     resp = post(served, {"model": "phishing", "version": other.version, "inputs": rows})
     assert resp.status_code == 200, resp.text
     assert resp.json()["version"] == other.version
-    expected = other.model.predict(columns_from_frame(SPECS["phishing"], frame))
+    expected = stored_model("phishing", other.version).predict(
+        columns_from_frame(SPECS["phishing"], frame))
     np.testing.assert_allclose(resp.json()["probabilities"], expected.probabilities, rtol=1e-6)
     default = post(served, {"model": "phishing", "inputs": rows})
     assert default.json()["version"] == trained["phishing"].version
@@ -176,7 +177,8 @@ def test_keystroke_seed_payload(served: Any, trained: dict) -> None:
                           "STD": float(row[f"{group.lower()}_std"])}
     resp = post(served, payload, route="/v1/keystroke")
     assert resp.status_code == 200, resp.text
-    expected = trained["keystroke-rf"].model.predict(columns_from_frame(SPECS["keystroke-rf"],
+    expected = stored_model("keystroke-rf", trained["keystroke-rf"].version).predict(
+        columns_from_frame(SPECS["keystroke-rf"],
                                                                         frame))
     assert resp.json() == {"UserID": expected.predictions[0].item()}
     bad = post(served, {**payload, "Model": "KNN"}, route="/v1/keystroke")
@@ -204,7 +206,8 @@ def test_csv_round_trip_100k_rows(served: Any, trained: dict) -> None:
     assert len(out) == 100_000 == int(resp.headers["x-riskserve-rows"])
     assert list(out.columns) == [*frame.columns, "prediction", "probability"]
     pd.testing.assert_frame_equal(out[frame.columns], frame, check_dtype=False)
-    expected = trained["fraud"].model.predict(columns_from_frame(SPECS["fraud"], frame))
+    expected = stored_model("fraud", trained["fraud"].version).predict(
+        columns_from_frame(SPECS["fraud"], frame))
     np.testing.assert_array_equal(out["prediction"].to_numpy(), expected.predictions)
     np.testing.assert_allclose(out["probability"].to_numpy(), expected.scores, rtol=1e-5)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from riskserve.core import store
+from riskserve.core.scoring import ScoringModel
 from riskserve.core.specs import SPECS
 from training import pipeline
 from training.__main__ import family_of
@@ -22,6 +24,13 @@ ROWS = 40
 @functools.cache
 def _prepared(name: str, seed: int) -> pipeline.Prepared:
     return pipeline.prepare(family_of(name), None, True, seed)
+
+
+@functools.cache
+def stored_model(name: str, version: str) -> ScoringModel:
+    """A version as the service loads it from the store: the same runtime (ONNX or native) the
+    server answers with, so its predictions are the server's to the last bit."""
+    return store.load_model(name, version)
 
 
 def sample_frame(name: str, n: int = ROWS, seed: int = 11) -> pd.DataFrame:
