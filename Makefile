@@ -116,7 +116,7 @@ test-container: image  ## run the image and the chart's pod under podman, on loo
 # ---- Benchmarks and fuzzing ------------------------------------------------------
 # `python -m benchmarks --help` lists the knobs; results land in
 # reports/bench/<timestamp>/ and the latest copy in benchmarks/RESULTS.md + results.png.
-.PHONY: bench fuzz profile
+.PHONY: bench bench-decisions fuzz profile
 
 # make bench compares with BENCH_BASELINE (empty: no baseline); BENCH_ARGS adds any flag of
 # `python -m benchmarks --help` (e.g. BENCH_ARGS="--scenarios neighbours --peers seed").
@@ -124,6 +124,9 @@ BENCH_BASELINE ?= 9febb48
 BENCH_ARGS ?=
 bench: setup  ## noisy neighbour, peers (seed app, MLServer, KServe, Ray Serve), CSV, cold start, vs BENCH_BASELINE (~15 min)
 	$(BIN)/python -m benchmarks $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE)) $(BENCH_ARGS)
+
+bench-decisions: setup  ## /v1/explain throughput and production p99 with vs without a shadow candidate (~2 min)
+	$(BIN)/python -m benchmarks.decisions
 
 fuzz: setup  ## a long randomised schemathesis + property fuzz run (the default tests run a short one)
 	RISKSERVE_FUZZ_EXAMPLES=$${RISKSERVE_FUZZ_EXAMPLES:-300} RISKSERVE_FUZZ_SEED=random \
