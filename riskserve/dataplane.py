@@ -259,7 +259,9 @@ class DataPlane:
             pred = _take(pred, keep)
             rows = int(keep.size)
         prod_b, cand_b = self._batcher(model, "predict"), self._batcher(cand, "predict")
-        if prod_b.queued or cand_b.queued or cand_b.busy:
+        # Busy means: production has a call running or queued, or the candidate has. Under load
+        # the shadow then yields to production instead of competing with it for the cores.
+        if prod_b.busy or prod_b.queued or cand_b.queued or cand_b.busy:
             self.metrics.shadow_dropped(model, cand, rows)
             return
         task = asyncio.get_running_loop().create_task(
