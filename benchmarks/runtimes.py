@@ -52,18 +52,11 @@ class Row:
 
 def paired(fa: Any, fb: Any, x: np.ndarray, budget_s: float, max_calls: int = 2000,
            min_calls: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Per-call ms of `fa(x)` and `fb(x)`, alternated, within a time budget."""
-    fa(x)
-    fb(x)
-    ta: list[float] = []
-    tb: list[float] = []
-    deadline = time.perf_counter() + budget_s
-    while len(ta) < max_calls and (len(ta) < min_calls or time.perf_counter() < deadline):
-        for fn, times in ((fa, ta), (fb, tb)):
-            t0 = time.perf_counter()
-            fn(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-    return np.asarray(ta), np.asarray(tb)
+    """Per-call ms of `fa(x)` and `fb(x)`, alternated, within a time budget (the same timing
+    training uses to choose the runtime)."""
+    from riskserve.core.compiled import paired_ms
+
+    return paired_ms(fa, fb, x, budget_s, max_calls, min_calls)
 
 
 def rows_for(name: str, encoder: Any, n: int) -> np.ndarray:

@@ -238,7 +238,15 @@ def paired_best_ms(fa: Callable[[np.ndarray], Any], fb: Callable[[np.ndarray], A
     a load average of 20, medians of a few calls swung by 10x between two runs of the same
     model, and a decision taken on them would pick the runtime at random.
     """
-    fa(x)  # warm-up: first calls allocate and fill caches
+    ta, tb = paired_ms(fa, fb, x, budget_s, max_calls, min_calls)
+    return float(ta.min()), float(tb.min())
+
+
+def paired_ms(fa: Callable[[np.ndarray], Any], fb: Callable[[np.ndarray], Any], x: np.ndarray,
+              budget_s: float, max_calls: int, min_calls: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-call ms of `fa(x)` and `fb(x)`, alternated within a time budget, after a warm-up
+    call each (first calls allocate and fill caches)."""
+    fa(x)
     fb(x)
     ta: list[float] = []
     tb: list[float] = []
@@ -247,8 +255,8 @@ def paired_best_ms(fa: Callable[[np.ndarray], Any], fb: Callable[[np.ndarray], A
         for fn, times in ((fa, ta), (fb, tb)):
             t0 = time.perf_counter()
             fn(x)
-            times.append(time.perf_counter() - t0)
-    return min(ta) * 1e3, min(tb) * 1e3
+            times.append((time.perf_counter() - t0) * 1e3)
+    return np.asarray(ta), np.asarray(tb)
 
 
 def batches(x: np.ndarray, sizes: tuple[int, ...] = BATCH_SIZES) -> dict[int, np.ndarray]:
