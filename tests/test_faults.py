@@ -390,24 +390,34 @@ def test_sigterm_under_load_drains_and_fails_readiness_first(pair: server.Served
 @pytest.mark.parametrize(("name", "file", "how"), BROKEN[:2])
 def test_broken_model_file_refuses_to_start(trained: dict, bentoml_home: Path, tmp_path: Path,
                                             name: str, file: str, how: str) -> None:
-    home = tmp_path / "home"
-    for part in ("models", "riskserve"):
-        shutil.copytree(bentoml_home / part, home / part, symlinks=True)
+    home = copy_store(bentoml_home, tmp_path / "home")
     version, directory = version_dir(home, name)
     file = served_file(directory) if file == SERVED else file
     break_file(directory / file, how)
+    code, log = serve_until_exit(home, tmp_path)
+    assert code != 0
+    lines = [line for line in log.splitlines() if "cannot be loaded" in line]
+    assert len(lines) == 1, log[-2000:]
+    assert f"model '{name}' version '{version}'" in lines[0] and file in lines[0]
+    assert "Traceback" not in log
+
+
+def copy_store(source: Path, home: Path) -> Path:
+    """A private copy of the session store (models and pointers) to break."""
+    for part in ("models", "riskserve"):
+        shutil.copytree(source / part, home / part, symlinks=True)
+    return home
+
+
+def serve_until_exit(home: Path, tmp_path: Path) -> tuple[int, str]:
+    """`bentoml serve` on `home`, expected to refuse to start: its exit code and log."""
     served = server.start(tmp_path / "serve.log", {"BENTOML_HOME": str(home)}, workers=2,
                           wait=False)
     try:
         code = served.proc.wait(timeout=90)
     finally:
         served.stop()
-    log = served.log_text()
-    assert code != 0
-    lines = [line for line in log.splitlines() if "cannot be loaded" in line]
-    assert len(lines) == 1, log[-2000:]
-    assert f"model '{name}' version '{version}'" in lines[0] and file in lines[0]
-    assert "Traceback" not in log
+    return code, served.log_text()
 
 
 def garble(path: Path) -> None:
@@ -426,18 +436,10 @@ UNREADABLE = {
 @pytest.mark.parametrize("case", ["pointer", "metadata", "folder"])
 def test_unreadable_store_refuses_to_start(trained: dict, bentoml_home: Path, tmp_path: Path,
                                            case: str) -> None:
-    home = tmp_path / "store"
-    for part in ("models", "riskserve"):
-        shutil.copytree(bentoml_home / part, home / part, symlinks=True)
+    home = copy_store(bentoml_home, tmp_path / "store")
     _, directory = version_dir(home, "fraud")
     UNREADABLE[case](home, directory)
-    served = server.start(tmp_path / "serve.log", {"BENTOML_HOME": str(home)}, workers=2,
-                          wait=False)
-    try:
-        code = served.proc.wait(timeout=90)
-    finally:
-        served.stop()
-    log = served.log_text()
+    code, log = serve_until_exit(home, tmp_path)
     assert code != 0
     assert "Traceback" not in log, log[-2000:]
     lines = [line for line in log.splitlines() if line.startswith("riskserve: ")]
