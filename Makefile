@@ -54,9 +54,13 @@ run: train-missing $(DEV_KEY_FILE)  ## train the demo models if the store is emp
 serve: setup  ## serve with the keys from RISKSERVE_API_KEYS / RISKSERVE_API_KEYS_FILE
 	$(BIN)/bentoml serve service:RiskServe --port $(PORT)
 
+# Two pytest workers: most of the suite waits on real servers starting, so two overlap well on
+# 2 cores. Each test file runs whole on one worker (module fixtures start one server per file);
+# each worker trains its own session store. TEST_WORKERS=0 runs serially in one process.
+TEST_WORKERS ?= 2
 test: setup deps  ## the full default test suite (what CI runs)
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup  ## ruff
 	$(BIN)/ruff check .

@@ -1,9 +1,15 @@
-"""`bentoml build` packs the service and exactly the production version of every model."""
+"""`bentoml build` packs the service and exactly the production version of every model.
+
+The build runs from a copy of the build context: importing service.py writes
+riskserve/release.json, and a server started meanwhile by the other pytest worker (`make test`
+runs two) would rewrite the checkout's copy with its own store's versions mid-build.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,9 +18,20 @@ from riskserve.core.specs import MODEL_NAMES
 from riskserve.devtools.server import BENTOML, REPO
 
 
-def test_build_packs_exactly_the_production_versions(trained: dict, bentoml_home: Path) -> None:
+def build_context(dest: Path) -> Path:
+    """What bentofile.yaml packs, copied (without a release.json: the build writes its own)."""
+    for name in ("service.py", "bentofile.yaml", "requirements.txt"):
+        shutil.copy2(REPO / name, dest / name)
+    shutil.copytree(REPO / "riskserve", dest / "riskserve",
+                    ignore=shutil.ignore_patterns("__pycache__", "release.json", "*.tmp"))
+    return dest
+
+
+def test_build_packs_exactly_the_production_versions(trained: dict, bentoml_home: Path,
+                                                     tmp_path: Path) -> None:
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home)}
-    build = subprocess.run([str(BENTOML), "build", "--output", "tag"], cwd=REPO, env=env,
+    ctx = build_context(tmp_path)
+    build = subprocess.run([str(BENTOML), "build", "--output", "tag"], cwd=ctx, env=env,
                            capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
     tag = [ln for ln in build.stdout.splitlines() if ln.startswith("__tag__:")][-1]
