@@ -149,27 +149,53 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
-def load_from_path(spec: ModelSpec, directory: Path, version: str,
-                   info: dict[str, Any] | None = None) -> ScoringModel:
-    """Rebuild a ScoringModel from a model folder (local store or a packed Bento).
+_MANIFEST_KEYS = ("framework", "model_file", "classes", "threshold", "algorithm")
 
-    Any unreadable, truncated or corrupt file raises ConfigurationError with one line naming the
-    model, the version and the file, so a service refuses to start with a message that says
-    what to retrain or restore, never a framework traceback.
-    """
+
+@dataclass
+class _Version:
+    """A version's metadata files, parsed and checked (no model deserialised yet)."""
+
+    guard: _LoadGuard
+    manifest: dict[str, Any]
+    encoder: Encoder
+    references: dict[str, Reference]
+    prediction_reference: Reference | None
+
+    @property
+    def framework(self) -> str:
+        return str(self.manifest["framework"])
+
+    @property
+    def runtime(self) -> str:
+        return str(self.manifest.get("runtime", self.framework))
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        return dict(self.manifest.get("sha256", {}))
+
+    @property
+    def served_file(self) -> str | None:
+        """The compiled artifact answered with, when it is not the native model."""
+        file = self.manifest.get("compiled", {}).get("file")
+        return str(file) if file and self.runtime != self.framework else None
+
+    @property
+    def model_files(self) -> list[str]:
+        return [str(self.manifest["model_file"]), *filter(None, [self.served_file])]
+
+
+def _read_version(spec: ModelSpec, directory: Path, version: str) -> _Version:
     guard = _LoadGuard(spec.name, version)
     manifest = guard.json(directory / MANIFEST_FILE)
     with guard.file(directory / MANIFEST_FILE):
         if manifest["name"] != spec.name:
             raise ConfigurationError(f"it holds '{manifest['name']}', not '{spec.name}'")
-        framework = manifest["framework"]
-        runtime = manifest.get("runtime", framework)
-        checksums = dict(manifest.get("sha256", {}))
-        compiled_info = manifest.get("compiled", {})
-        served_file = compiled_info.get("file") if runtime != framework else None
-        native_from_rows = compiled_info.get("native_from_rows")
-        classes = manifest["classes"]
-        threshold = float(manifest["threshold"])
+        # What loading reads later, looked up now: a gap names this file as corrupt.
+        missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+        if missing:
+            raise KeyError(missing[0])
+        float(manifest["threshold"])
     refs = guard.json(directory / REFERENCE_FILE)
     encoder_json = guard.json(directory / ENCODER_FILE)
     with guard.file(directory / ENCODER_FILE):
@@ -178,17 +204,49 @@ def load_from_path(spec: ModelSpec, directory: Path, version: str,
         references = {k: Reference.from_json(v) for k, v in refs["features"].items()}
         prediction_reference = (Reference.from_json(refs["prediction"]) if refs["prediction"]
                                 else None)
+    return _Version(guard, manifest, encoder, references, prediction_reference)
+
+
+def check_files(spec: ModelSpec, directory: Path, version: str) -> bool:
+    """Check a version the way loading it would, without deserialising its model.
+
+    Parses the metadata files and compares every model file with the manifest's sha256: a
+    missing, unreadable, truncated or corrupt file raises the same one-line ConfigurationError
+    as `load_from_path`, in milliseconds and without the model's memory (the keystroke forest
+    alone takes ~5 s and ~1 GiB to load). False when the manifest has no checksum for a file
+    (versions saved before checksums): only loading can check those.
+    """
+    v = _read_version(spec, directory, version)
+    checksums = v.checksums
+    if any(f not in checksums for f in v.model_files):
+        return False
+    for f in v.model_files:
+        v.guard.verify(directory / f, checksums[f])
+    return True
+
+
+def load_from_path(spec: ModelSpec, directory: Path, version: str,
+                   info: dict[str, Any] | None = None) -> ScoringModel:
+    """Rebuild a ScoringModel from a model folder (local store or a packed Bento).
+
+    Any unreadable, truncated or corrupt file raises ConfigurationError with one line naming the
+    model, the version and the file, so a service refuses to start with a message that says
+    what to retrain or restore, never a framework traceback.
+    """
+    v = _read_version(spec, directory, version)
+    guard, manifest, checksums = v.guard, v.manifest, v.checksums
+    native_from_rows = manifest.get("compiled", {}).get("native_from_rows")
 
     def native() -> Adapter:
         path = directory / manifest["model_file"]
         guard.verify(path, checksums.get(path.name))
         with guard.file(path):
-            return load_adapter(framework, directory, spec.task)
+            return load_adapter(v.framework, directory, spec.task)
 
     native_loader = None
     adapter: Adapter
-    if served_file:
-        path = directory / str(served_file)
+    if v.served_file:
+        path = directory / v.served_file
         guard.verify(path, checksums.get(path.name))
         with guard.file(path):
             adapter = OnnxAdapter.load(directory, spec.task)
@@ -201,15 +259,15 @@ def load_from_path(spec: ModelSpec, directory: Path, version: str,
         adapter = native()
     return ScoringModel(
         spec=spec,
-        encoder=encoder,
+        encoder=v.encoder,
         adapter=adapter,
         version=version,
-        classes=classes,
-        threshold=threshold,
-        references=references,
-        prediction_reference=prediction_reference,
-        info={"algorithm": manifest["algorithm"], "framework": framework, "runtime": runtime,
-              **(info or {})},
+        classes=manifest["classes"],
+        threshold=float(manifest["threshold"]),
+        references=v.references,
+        prediction_reference=v.prediction_reference,
+        info={"algorithm": manifest["algorithm"], "framework": v.framework,
+              "runtime": v.runtime, **(info or {})},
         native_loader=native_loader,
     )
 
@@ -288,6 +346,13 @@ def get_version(name: str, version: str) -> Any:
         if m.tag.version == version:
             return m
     raise ModelNotFound(name, [str(m.tag.version) for m in list_versions(name)], version)
+
+
+def check_model(name: str, version: str) -> None:
+    """Check a stored version's files (`check_files`), loading it only where that cannot."""
+    stored = get_version(name, version)
+    if not check_files(get_spec(name), Path(stored.path), version):
+        load_stored(stored)
 
 
 def load_model(name: str, version: str | None = None) -> ScoringModel:
