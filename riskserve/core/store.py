@@ -212,7 +212,7 @@ def check_files(spec: ModelSpec, directory: Path, version: str) -> bool:
 
     Parses the metadata files and compares every model file with the manifest's sha256: a
     missing, unreadable, truncated or corrupt file raises the same one-line ConfigurationError
-    as `load_from_path`, in milliseconds and without the model's memory (the keystroke forest
+    as `load_from_path`, without the model's memory or load time (the keystroke forest
     alone takes ~5 s and ~1 GiB to load). False when the manifest has no checksum for a file
     (versions saved before checksums): only loading can check those.
     """
