@@ -109,6 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown scenario or peer: {', '.join(sorted(unknown))}")
     args.csv_rows = [n for n in args.csv_rows if n > 0]
+    if args.out is not None:  # servers run from other directories (the baseline's checkout)
+        args.out = args.out.resolve()
     return args
 
 

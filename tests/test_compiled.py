@@ -235,10 +235,19 @@ def test_dispatch_adapter_routes_by_rows() -> None:
         def score(self, x: np.ndarray) -> np.ndarray:
             return np.full(len(x), self.value)
 
-    d = compiled.DispatchAdapter(Const("onnxruntime", 1.0), Const("xgboost", 2.0), 32)
+    loads: list[int] = []
+
+    def native() -> Const:
+        loads.append(1)
+        return Const("xgboost", 2.0)
+
+    d = compiled.DispatchAdapter(Const("onnxruntime", 1.0), native, "xgboost", 32)
     assert d.framework == "onnxruntime+xgboost"
     assert d.score(np.zeros((31, 1))).max() == 1.0
+    assert loads == []  # small batches never load the native model
     assert d.score(np.zeros((32, 1))).min() == 2.0
+    assert d.score(np.zeros((64, 1))).min() == 2.0
+    assert loads == [1]  # loaded once, on the first large batch
 
 
 # --- 13.6: broken files fail in one line naming model, version and file ----------------------

@@ -175,7 +175,9 @@ def _batcher(seconds: Callable[[int], float]) -> tuple[MicroBatcher[Prediction],
     def call(columns: Any) -> Prediction:
         n = len(next(iter(columns.values())))
         where.append("loop" if threading.current_thread() is main else "thread")
-        time.sleep(seconds(n))
+        end = time.perf_counter() + seconds(n)
+        while time.perf_counter() < end:  # the cost model counts CPU time: burn it
+            pass
         return Prediction(np.zeros(n))
 
     return MicroBatcher(call, 512, inline_budget_s=0.001), where
@@ -194,6 +196,31 @@ def test_heavy_calls_leave_the_event_loop_cheap_ones_stay() -> None:
     # the first call of a size class is measured on the model's thread, then it is known
     assert heavy_where == ["thread", "thread", "thread"]
     assert cheap_where == ["thread", "loop", "loop"]
+
+
+def test_waiting_on_the_models_thread_is_not_counted_as_cost() -> None:
+    """On the model's thread a cheap call can take long in wall time, waiting for the GIL
+    while the loop runs (simulated by a sleep there): it must still come back to the loop."""
+    import threading
+    import time
+
+    where: list[str] = []
+
+    def call(columns: Any) -> Prediction:
+        on_loop = threading.current_thread() is threading.main_thread()
+        where.append("loop" if on_loop else "thread")
+        if not on_loop:
+            time.sleep(0.005)
+        return Prediction(np.zeros(1))
+
+    b: MicroBatcher[Prediction] = MicroBatcher(call, 512, inline_budget_s=0.001)
+
+    async def scenario() -> None:
+        for _ in range(3):
+            await b.submit({"x": np.zeros(1)}, 1)
+
+    run(scenario())
+    assert where == ["thread", "loop", "loop"]
 
 
 def test_concurrent_requests_share_one_call() -> None:

@@ -6,7 +6,7 @@ at low load), and under load the batch grows with the queue. BentoML's own batch
 to `batchable` APIs with one array input, which a multi-model, multi-protocol router cannot use.
 
 Where a call runs is decided from what it costs, not from its row count: each batcher keeps a
-moving average of its model's compute time per batch-size class, and a call expected to take
+moving average of its model's compute (CPU) time per batch-size class, and a call expected to take
 more than `inline_budget_s` (about a millisecond) runs on the model's own single thread, so one
 heavy model never holds the worker's event loop and never takes the threads of another model.
 Cheap calls (a one-row tree model: ~0.1-0.3 ms, mostly holding the GIL) run on the loop, where a
@@ -139,9 +139,13 @@ class MicroBatcher(Generic[R]):
         return await loop.run_in_executor(self._executor, self._timed, columns, rows)
 
     def _timed(self, columns: Columns, rows: int) -> R:
-        start = time.perf_counter()
+        # CPU seconds of this thread, not wall time: on the model's thread, wall time also
+        # counts the wait for the GIL while the event loop (and gRPC's poller) run, so a cheap
+        # call measured there once would look expensive and stay off the loop for good. CPU
+        # time is what the call would hold the loop for if it ran inline.
+        start = time.thread_time()
         result = self._call(columns)
-        self.cost.observe(rows, time.perf_counter() - start)
+        self.cost.observe(rows, time.thread_time() - start)
         return result
 
     def runs_inline(self, rows: int) -> bool:

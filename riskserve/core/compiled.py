@@ -10,6 +10,7 @@ loading it cannot run code, unlike a pickle.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -290,18 +291,40 @@ class DispatchAdapter:
     """Compiled below `native_from_rows` rows, native from there: both passed the parity check,
     so the answer is the same whichever scores a batch; only the time differs (XGBoost's
     multi-threaded-free inplace_predict beats ONNX Runtime's tree kernel on large batches of
-    some models, ONNX Runtime wins on small ones by 10-100x)."""
+    some models, ONNX Runtime wins on small ones by 10-100x).
 
-    def __init__(self, compiled: Adapter, native: Adapter, native_from_rows: int) -> None:
+    The native model is loaded on the first large batch, not at start: most workers never see
+    one (single-row traffic), and the keystroke forest alone costs ~5 s and ~1 GiB to load.
+    """
+
+    def __init__(self, compiled: Adapter, native: Callable[[], Adapter], native_framework: str,
+                 native_from_rows: int) -> None:
         self.compiled = compiled
-        self.native = native
+        self.native = Once(native)
         self.native_from_rows = native_from_rows
-        self.framework = f"{compiled.framework}+{native.framework}"
+        self.framework = f"{compiled.framework}+{native_framework}"
 
     def score(self, x: np.ndarray) -> np.ndarray:
         if len(x) >= self.native_from_rows:
-            return self.native.score(x)
+            return self.native().score(x)
         return self.compiled.score(x)
+
+
+class Once:
+    """A loader that runs at most once, whichever thread asks first (the batchers' executor
+    threads and an explanation may ask together); later calls return the same object."""
+
+    def __init__(self, load: Callable[[], Adapter]) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._value: Adapter | None = None
+
+    def __call__(self) -> Adapter:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._load()
+        return self._value
 
 
 # --- the decision at training time -----------------------------------------------------------

@@ -26,7 +26,13 @@ import numpy as np
 import yaml
 
 from riskserve.core.adapters import Adapter, load_adapter
-from riskserve.core.compiled import CompileReport, DispatchAdapter, OnnxAdapter, compile_version
+from riskserve.core.compiled import (
+    CompileReport,
+    DispatchAdapter,
+    Once,
+    OnnxAdapter,
+    compile_version,
+)
 from riskserve.core.encoding import Encoder
 from riskserve.core.scoring import ScoringModel
 from riskserve.core.specs import ModelSpec, get_spec
@@ -250,11 +256,11 @@ def load_from_path(spec: ModelSpec, directory: Path, version: str,
         guard.verify(path, checksums.get(path.name))
         with guard.file(path):
             adapter = OnnxAdapter.load(directory, spec.task)
-        if native_from_rows:  # large batches go to the native model: load it now
-            dispatch = DispatchAdapter(adapter, native(), int(native_from_rows))
-            adapter, native_loader = dispatch, lambda: dispatch.native
-        else:
-            native_loader = native  # explanations load the booster/estimator on first use
+        # Explanations and (above native_from_rows) large batches need the booster/estimator:
+        # both load it on first use, once.
+        native_loader = Once(native)
+        if native_from_rows:
+            adapter = DispatchAdapter(adapter, native_loader, v.framework, int(native_from_rows))
     else:
         adapter = native()
     return ScoringModel(
