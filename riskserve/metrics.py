@@ -19,6 +19,7 @@ import numpy as np
 from riskserve.core.encoding import category_codes
 from riskserve.core.scoring import Prediction, ScoringModel
 from riskserve.core.specs import SPECS
+from riskserve.drift import StackedReferences
 
 INFERENCE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                      0.25, 0.5, 1.0, 2.5, 5.0)
@@ -60,6 +61,22 @@ class _ModelSeries:
             self.out_of_range[feature] = m.out_of_range_total.labels(name, version, feature)
             self.missing[feature] = m.missing_total.labels(name, version, feature)
             self.unseen[feature] = m.unseen_total.labels(name, version, feature)
+        # Numeric features are binned together (drift.StackedReferences); categorical ones
+        # one by one. Children are flattened [feature * width + bin] to match.
+        numeric = [f for f, ref in model.references.items() if ref.kind == "numeric"]
+        self.categorical = [f for f in model.references if f not in numeric]
+        self.numeric = numeric
+        self.stacked = (StackedReferences([model.references[f] for f in numeric])
+                        if numeric else None)
+        self.numeric_bins: list[Any] = []
+        if self.stacked is not None:
+            width = self.stacked.width
+            self.offsets = np.arange(len(numeric))[:, None] * width
+            for f in numeric:
+                children = self.bins[f]
+                self.numeric_bins += children + [None] * (width - len(children))
+        self.numeric_missing = [self.missing[f] for f in numeric]
+        self.numeric_out_of_range = [self.out_of_range[f] for f in numeric]
         pref = model.prediction_reference
         self.prediction_bins = []
         if pref is not None:
@@ -88,19 +105,23 @@ class _ModelSeries:
                 seconds: float) -> None:
         self.inference.observe(seconds)
         self.batch_rows.observe(rows)
+        if self.stacked is not None:
+            x = np.array([columns[f] for f in self.numeric], dtype=np.float64)
+            bins = self.stacked.assign(x)
+            present = bins >= 0
+            _add(self.numeric_bins, (bins + self.offsets)[present])
+            _inc_each(self.numeric_missing, bins.shape[1] - np.count_nonzero(present, axis=1))
+            _inc_each(self.numeric_out_of_range, self.stacked.out_of_range(x))
         vocab = self.model.encoder.vocabularies
-        for feature, ref in self.model.references.items():
+        for feature in self.categorical:
+            ref = self.model.references[feature]
             values = columns[feature]
             bins = ref.assign(values)
             _add(self.bins[feature], bins)
             missing = int(np.count_nonzero(bins < 0))
             if missing:
                 self.missing[feature].inc(missing)
-            if ref.kind == "numeric":
-                outside = ref.out_of_range(values)
-                if outside:
-                    self.out_of_range[feature].inc(outside)
-            elif feature in vocab:
+            if feature in vocab:
                 unseen = int(np.count_nonzero(category_codes(values, vocab[feature]) < 0)) - missing
                 if unseen > 0:
                     self.unseen[feature].inc(unseen)
@@ -108,6 +129,11 @@ class _ModelSeries:
         if pref is not None and pred.scores is not None:
             scores = pred.scores if pref.kind == "numeric" else pred.scores.astype(str)
             _add(self.prediction_bins, pref.assign(scores))
+
+
+def _inc_each(children: list[Any], counts: np.ndarray) -> None:
+    for i in np.flatnonzero(counts):
+        children[i].inc(int(counts[i]))
 
 
 def _add(children: list[Any], bins: np.ndarray) -> None:

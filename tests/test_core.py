@@ -59,6 +59,25 @@ def test_discrete_feature_reference_and_out_of_range() -> None:
     assert ref.out_of_range(np.array([1.5, 0.5, -1.0])) == 2
 
 
+def test_stacked_references_bin_like_each_reference() -> None:
+    """The serving hot path bins every numeric feature at once: same bins, same counts."""
+    rng = np.random.default_rng(5)
+    refs = [drift.numeric_reference(rng.normal(size=500)),
+            drift.numeric_reference(np.array([0.0, 0.5, 1.0] * 50)),
+            drift.numeric_reference(rng.exponential(size=300), n_bins=4),
+            drift.Reference("numeric", (1.0,), edges=(2.0,))]  # no min/max: never out of range
+    x = np.stack([rng.normal(scale=3, size=64), rng.choice([0.0, 0.5, 1.0, 2.0], 64),
+                  rng.exponential(scale=2, size=64), rng.normal(size=64)])
+    x[0, 3] = x[2, 10] = np.nan
+    x[1, :3] = [0.0, 0.5, 1.0]  # values equal to an edge
+    stacked = drift.StackedReferences(refs)
+    bins = stacked.assign(x)
+    for i, ref in enumerate(refs):
+        assert bins[i].tolist() == ref.assign(x[i]).tolist()
+    assert stacked.out_of_range(x).tolist() == [r.out_of_range(x[i]) for i, r in
+                                                enumerate(refs)]
+
+
 def test_categorical_reference_caps_bins_and_groups_the_rest() -> None:
     values = np.array([f"city{i % 50}" for i in range(1_000)], dtype=object)
     ref = drift.categorical_reference(values)
@@ -149,6 +168,46 @@ def test_fast_plan_gives_the_per_feature_columns(name: str) -> None:
             assert fast[feature].dtype == column.dtype
             assert fast[feature].flags.c_contiguous
             assert fast[feature].tolist() == column.tolist()
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_fast_tensor_plan_gives_the_per_feature_columns(name: str) -> None:
+    """Decoded tensors (/v2, gRPC) take the same vectorised plan, with the same answer."""
+    from riskserve.core import validation
+    from riskserve.devtools.samples import records, sample_frame
+
+    spec = SPECS[name]
+    rows = records(name, sample_frame(name, 25)[list(spec.feature_names)])
+    for batch in (rows[:1], rows):
+        slow = _per_feature(spec, batch)
+        arrays = {k: v.copy() for k, v in slow.items()}
+        fast = validation._plan(spec).arrays(arrays, {})
+        assert fast is not None
+        assert list(fast) == list(slow)
+        for feature, column in slow.items():
+            assert fast[feature].dtype == column.dtype
+            assert fast[feature].tolist() == column.tolist()
+
+
+@pytest.mark.parametrize("change", [
+    {"amount": [math.inf]}, {"amount": [math.nan]}, {"amount": [-0.5]}, {"step": [2.5]},
+    {"type": ["WIRE"]}, {"type": [None]}, {"type": [1]}, {"amount": [1.0, 2.0]},
+    {"amount": [[1.0]]}, {"unknown": [1.0]},
+])
+def test_fast_tensor_plan_leaves_every_invalid_tensor_to_the_per_feature_checks(
+        change: dict) -> None:
+    from riskserve.core import validation
+
+    good = {k: np.asarray(v) if not isinstance(v, str) else np.asarray([v], dtype=object)
+            for k, v in columns_from_records(FRAUD, [GOOD_FRAUD]).items()}
+    arrays = {**good, **{k: np.asarray(v, dtype=object if k == "type" else None)
+                         for k, v in change.items()}}
+    assert validation._plan(FRAUD).arrays(arrays, {}) is None
+    missing = dict(good)
+    del missing["amount"]
+    assert validation._plan(FRAUD).arrays(missing, {}) is None
+    sent_null = {"amount": np.array([True])}
+    assert validation._plan(FRAUD).arrays(good, sent_null) is None
 
 
 @pytest.mark.parametrize("change", [

@@ -234,6 +234,37 @@ def test_concurrent_requests_share_one_call() -> None:
     assert len(where) <= 2  # at most: the first alone, then everyone queued meanwhile
 
 
+# ---- drift counters ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["fraud", "risk-flag", "cyber-threat"])
+def test_drift_counters_count_every_reference_bin(trained: dict, name: str) -> None:
+    """One scored batch adds each served value to its reference bin, per feature, and counts
+    out-of-range values: the same numbers as each Reference's own counting."""
+    dp = make_dp(trained)
+    model = trained[name].model
+    frame = sample_frame(name, 40)
+    cols = columns_from_frame(model.spec, frame[list(model.spec.feature_names)])
+    m = get_metrics()
+    refs = model.references
+
+    def counted() -> dict[tuple[str, int], float]:
+        return {(f, b): sample_value(m.feature_bin_total, model=name, version=model.version,
+                                     feature=f, bin=str(b))
+                for f, ref in refs.items() for b in range(ref.n_bins)}
+
+    def outside() -> dict[str, float]:
+        return {f: sample_value(m.out_of_range_total, model=name, version=model.version,
+                                feature=f) for f in refs}
+
+    before, before_out = counted(), outside()
+    dp._score(model, cols)
+    after, after_out = counted(), outside()
+    for f, ref in refs.items():
+        expected = ref.counts(cols[f])
+        assert [after[f, b] - before[f, b] for b in range(ref.n_bins)] == expected.tolist(), f
+        assert after_out[f] - before_out[f] == ref.out_of_range(cols[f]), f
+
+
 # ---- feedback and shadow -------------------------------------------------------------------
 
 def test_feedback_counts_binary_pairs(trained: dict) -> None:

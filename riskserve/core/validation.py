@@ -210,11 +210,47 @@ class _Plan:
                 bad[:, self.ints] |= x[:, self.ints] != np.floor(x[:, self.ints])
         if bad.any():
             return None
-        by_feature = dict(zip(self.numeric, np.ascontiguousarray(x.T), strict=True))
+        return self._assemble(len(records), np.ascontiguousarray(x.T), cats)
+
+    def arrays(self, arrays: Mapping[str, np.ndarray],
+               nulls: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The same for decoded tensors (/v2, gRPC): one check over every numeric input."""
+        if len(arrays) != len(self.features) or any(n.any() for n in nulls.values()):
+            return None
+        try:
+            x = np.array([arrays[n] for n in self.numeric], dtype=np.float64)
+            cats = {n: arrays[n] for n in self.categories}
+        except (KeyError, ValueError, TypeError):  # missing input, ragged lengths, non-numbers
+            return None
+        if self.numeric:
+            if x.ndim != 2:  # a tensor of another shape: the per-feature path says which
+                return None
+            rows = x.shape[1]
+        else:
+            rows = len(next(iter(cats.values())))
+            x = np.empty((0, rows))
+        if any(len(c) != rows for c in cats.values()):
+            return None
+        for name, values in cats.items():
+            allowed = self.categories[name]
+            if not set(map(type, values)) <= {str} or (
+                    allowed is not None and not allowed.issuperset(values)):
+                return None
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(x) | (x < self.lo[:, None]) | (x > self.hi[:, None])
+            if self.any_int:
+                bad[self.ints] |= x[self.ints] != np.floor(x[self.ints])
+        if bad.any():
+            return None
+        return self._assemble(rows, x, {n: list(v) for n, v in cats.items()})
+
+    def _assemble(self, rows: int, by_column: np.ndarray,
+                  cats: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
+        by_feature = dict(zip(self.numeric, by_column, strict=True))
         out: dict[str, np.ndarray] = {}
         for f in self.features:
             if f.is_category:
-                arr = np.empty(len(records), dtype=object)
+                arr = np.empty(rows, dtype=object)
                 arr[:] = cats[f.name]
                 out[f.name] = arr
             else:
@@ -280,6 +316,9 @@ def columns_from_arrays(spec: ModelSpec, arrays: Mapping[str, np.ndarray],
     nulls as None.
     """
     nulls = nulls or {}
+    fast = _plan(spec).arrays(arrays, nulls)
+    if fast is not None:
+        return fast
     names = spec.feature_names
     unknown = sorted(set(arrays) - set(names))
     if unknown:
