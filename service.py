@@ -16,6 +16,7 @@ import asyncio
 import gc
 import importlib.util
 import logging
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +25,7 @@ from bentoml.models import BentoModel
 from bentoml.validators import ContentType
 
 from riskserve import auth, bentoml_fixes, lifecycle
-from riskserve.core import candidates, store
+from riskserve.core import candidates, compiled, store
 from riskserve.core.specs import MODEL_NAMES
 from riskserve.dataplane import Call, DataPlane
 from riskserve.errors import ConfigurationError
@@ -155,6 +156,12 @@ class RiskServe:
                     loop.__module__, loop.__name__, http_parser)
         gc.collect()
         gc.freeze()
+        # After start, not before: readiness does not wait for the native libraries of
+        # ONNX-served versions, and their first large batch does not either.
+        reg = self.dp.registry
+        adapters = [m.adapter for m in (*reg.production.values(), *reg.candidates.values())]
+        threading.Thread(target=compiled.import_natives, args=(adapters,),
+                         name="rs-import-natives", daemon=True).start()
 
     @bentoml.on_shutdown
     async def stop_grpc(self) -> None:

@@ -60,11 +60,17 @@ def neighbour_verdicts(rows: list[NeighbourRow], workers: list[int]) -> list[Ver
             if not p99 or not rps:
                 continue
             p99_med, rps_med = statistics.median(p99), statistics.median(rps)
+            # Everything the server answered in the cell (fraud + neighbours) against fraud
+            # alone: near 1 means the server lost nothing to the neighbours and fraud's drop is
+            # the CPU share the neighbours' own requests took on the same cores.
+            served = statistics.median(r.rps_ratio * (1 + r.neighbour_rps / r.rps)
+                                       for r in cells if r.rps and not math.isnan(r.rps_ratio))
             out.append(Verdict(
                 f"fraud beside {name}, {w} worker{'s' * (w > 1)}: p99 ≤ 1.5× and req/s ≥ 0.7× "
                 f"alone",
                 f"p99 ×{p99_med:.2f} (worst ×{max(p99):.2f}), req/s ×{rps_med:.2f} "
-                f"(worst ×{min(rps):.2f}) over {len(cells)} round{'s' * (len(cells) > 1)}",
+                f"(worst ×{min(rps):.2f}) over {len(cells)} round{'s' * (len(cells) > 1)}; "
+                f"all answers (fraud + neighbours) ×{served:.2f} of fraud alone",
                 p99_med <= 1.5 and rps_med >= 0.7))
     return out
 

@@ -250,6 +250,26 @@ def test_dispatch_adapter_routes_by_rows() -> None:
     assert loads == [1]  # loaded once, on the first large batch
 
 
+def test_import_natives_imports_only_what_dispatching_versions_need(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    imported: list[str] = []
+    monkeypatch.setattr(compiled.importlib, "import_module", imported.append)
+
+    class Plain:
+        framework = "onnxruntime"
+
+        def score(self, x: np.ndarray) -> np.ndarray:
+            return np.zeros(len(x))
+
+    never = compiled.DispatchAdapter(Plain(), lambda: pytest.fail("loaded the model"),  # type: ignore[arg-type]
+                                     "xgboost", 512)
+    forest = compiled.DispatchAdapter(Plain(), lambda: pytest.fail("loaded the model"),  # type: ignore[arg-type]
+                                      "sklearn", 512)
+    assert compiled.import_natives([Plain(), never, forest, never]) == [  # type: ignore[list-item]
+        "xgboost", "sklearn.ensemble", "skops.io"]
+    assert imported == ["xgboost", "sklearn.ensemble", "skops.io"]
+
+
 # --- 13.6: broken files fail in one line naming model, version and file ----------------------
 
 

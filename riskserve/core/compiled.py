@@ -10,10 +10,11 @@ loading it cannot run code, unlike a pickle.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,12 +303,33 @@ class DispatchAdapter:
         self.compiled = compiled
         self.native = Once(native)
         self.native_from_rows = native_from_rows
+        self.native_framework = native_framework
         self.framework = f"{compiled.framework}+{native_framework}"
 
     def score(self, x: np.ndarray) -> np.ndarray:
         if len(x) >= self.native_from_rows:
             return self.native().score(x)
         return self.compiled.score(x)
+
+
+# What a native model of each framework needs imported before it can load.
+NATIVE_MODULES = {"xgboost": ("xgboost",), "lightgbm": ("lightgbm",),
+                  "sklearn": ("sklearn.ensemble", "skops.io")}
+
+
+def import_natives(adapters: Iterable[Adapter]) -> list[str]:
+    """Import the libraries the dispatching adapters' native models need, without loading
+    the models; returns the modules imported.
+
+    Meant for a background thread once a worker is up: importing xgboost alone takes ~0.85 s
+    (and ~125 MiB), which the first large batch or CSV would otherwise wait for, while the
+    models themselves (the keystroke forest: ~5 s, ~500 MiB) stay lazy.
+    """
+    wanted = dict.fromkeys(m for a in adapters if isinstance(a, DispatchAdapter)
+                           for m in NATIVE_MODULES.get(a.native_framework, ()))
+    for module in wanted:
+        importlib.import_module(module)
+    return list(wanted)
 
 
 class Once:
