@@ -17,6 +17,7 @@ import gc
 import importlib.util
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,14 +25,14 @@ import bentoml
 from bentoml.models import BentoModel
 from bentoml.validators import ContentType
 
-from riskserve import auth, bentoml_fixes, lifecycle
+from riskserve import auth, bentoml_fixes, http, lifecycle
 from riskserve.core import candidates, compiled, store
 from riskserve.core.specs import MODEL_NAMES
 from riskserve.dataplane import Call, DataPlane
 from riskserve.errors import ConfigurationError
 from riskserve.limits import BodyLimitMiddleware
 from riskserve.oip import grpc_server
-from riskserve.oip.rest import V2RootAlias, v2_app
+from riskserve.oip.rest import v2_app
 from riskserve.settings import get_settings
 from riskserve.v1 import handlers as v1
 from riskserve.v1.app import v1_app
@@ -79,6 +80,14 @@ def attribute(name: str) -> str:
 def caller(ctx: bentoml.Context) -> auth.Caller:
     """The key behind an @bentoml.api request (set by the auth middleware)."""
     return auth.caller_of_scope(ctx.request.scope)
+
+
+def _import_natives(adapters: list[Any]) -> None:
+    """The background import of tune_worker; its log line tells the bench the worker is warm."""
+    t0 = time.perf_counter()
+    modules = compiled.import_natives(adapters)
+    logger.info("%s: %s in %.1f s", compiled.NATIVES_IMPORTED, ", ".join(modules) or "none needed",
+                time.perf_counter() - t0)
 
 
 @bentoml.asgi_app(models_v1, path="/v1")
@@ -160,8 +169,8 @@ class RiskServe:
         # ONNX-served versions, and their first large batch does not either.
         reg = self.dp.registry
         adapters = [m.adapter for m in (*reg.production.values(), *reg.candidates.values())]
-        threading.Thread(target=compiled.import_natives, args=(adapters,),
-                         name="rs-import-natives", daemon=True).start()
+        threading.Thread(target=_import_natives, args=(adapters,), name="rs-import-natives",
+                         daemon=True).start()
 
     @bentoml.on_shutdown
     async def stop_grpc(self) -> None:
@@ -207,7 +216,7 @@ class RiskServe:
 store.write_release(DECLARED)
 bentoml_fixes.apply()
 RiskServe.add_asgi_middleware(lifecycle.DrainMiddleware, delay_s=settings.drain_delay_s)
-RiskServe.add_asgi_middleware(V2RootAlias)
+RiskServe.add_asgi_middleware(http.MountPaths)
 RiskServe.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes,
                               csv_max_bytes=settings.csv_max_bytes)
 RiskServe.add_asgi_middleware(auth.APIKeyMiddleware, settings=settings)

@@ -65,3 +65,30 @@ def exception_handlers(status: Callable[[RiskserveError], int] = lambda e: e.sta
         return error_response(InternalError())
 
     return {RiskserveError: riskserve_error, 404: no_route, 405: no_route, Exception: unexpected}
+
+
+class MountPaths:
+    """ASGI middleware for the paths Starlette's mounts of the /v1 and /v2 apps get wrong.
+
+    - `GET /v2` (server metadata): the /v2 mount only matches paths below it, so Starlette
+      would answer a 307 to `/v2/`, which tritonclient does not follow; the one path is
+      rewritten instead.
+    - A newline in a path under a mount (a model name with `%0A`): a Mount's `.*` does not
+      match a newline, so the request fell through to the outer app's plain-text 404; it gets
+      riskserve's JSON 404 here, like any other unknown route.
+    """
+
+    def __init__(self, app: Any, prefixes: tuple[str, ...] = ("/v1/", "/v2/")) -> None:
+        self.app = app
+        self.prefixes = prefixes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/v2":
+                scope = {**scope, "path": "/v2/", "raw_path": b"/v2/"}
+            elif "\n" in path and path.startswith(self.prefixes):
+                err = RiskserveError(f"no route {scope['method']} {path!r}", {"field": "path"})
+                await error_response(err, 404)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -149,3 +149,24 @@ def test_metadata_names_runtime_and_inputs(v2: TestClient, trained: dict) -> Non
     meta = v2.get("/models/risk-flag", headers=key(OPS)).json()
     assert meta["name"] == "risk-flag" and meta["versions"][0] == trained["risk-flag"].version
     assert [i["name"] for i in meta["inputs"]] == list(SPECS["risk-flag"].feature_names)
+
+
+def test_mount_paths_answer_what_the_mounts_cannot() -> None:
+    """`GET /v2` reaches the /v2 app without a redirect; a newline in a mounted path (which
+    a Mount's regex cannot match) is riskserve's JSON 404, not the outer app's plain text."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from riskserve.http import MountPaths
+
+    async def root(request: Any) -> JSONResponse:
+        return JSONResponse({"path": request.url.path})
+
+    inner = Starlette(routes=[Route("/", root), Route("/models/{name}", root)])
+    client = TestClient(MountPaths(Starlette(routes=[Mount("/v2", inner)])))
+    assert client.get("/v2", follow_redirects=False).json() == {"path": "/v2/"}
+    assert client.get("/v2/models/fraud").status_code == 200
+    r = client.get("/v2/models/fr%0Aaud")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["detail"]["field"] == "path"

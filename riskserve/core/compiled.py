@@ -312,6 +312,9 @@ class DispatchAdapter:
         return self.compiled.score(x)
 
 
+# The worker's log line once `import_natives` is done (the bench waits for it: a profile
+# taken before would measure the import).
+NATIVES_IMPORTED = "native libraries imported in the background"
 # What a native model of each framework needs imported before it can load.
 NATIVE_MODULES = {"xgboost": ("xgboost",), "lightgbm": ("lightgbm",),
                   "sklearn": ("sklearn.ensemble", "skops.io")}

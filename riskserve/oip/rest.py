@@ -280,19 +280,3 @@ def v2_app() -> Starlette:
         Route("/models/{name}/infer", infer, methods=["POST"]),
         Route("/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
     ], exception_handlers=http.exception_handlers(_status))
-
-
-class V2RootAlias:
-    """ASGI middleware: serve `GET /v2` (server metadata) without a redirect.
-
-    The /v2 mount only matches paths below it, so Starlette would answer `/v2` with a 307 to
-    `/v2/`, which tritonclient does not follow. Rewriting the one path keeps the mount intact.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v2":
-            scope = {**scope, "path": "/v2/", "raw_path": b"/v2/"}
-        await self.app(scope, receive, send)
