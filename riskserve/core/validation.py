@@ -195,22 +195,16 @@ class _Plan:
             return None
         if not set(map(type, itertools.chain.from_iterable(table))) <= _NUMBER_TYPES:
             return None
-        for name, values in cats.items():
-            allowed = self.categories[name]
-            if not set(map(type, values)) <= {str} or (
-                    allowed is not None and not allowed.issuperset(values)):
-                return None
+        if not self._valid_categories(cats):
+            return None
         try:
             x = np.array(table, dtype=np.float64).reshape(len(records), len(self.numeric))
         except OverflowError:
             return None
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(x) | (x < self.lo) | (x > self.hi)
-            if self.any_int:
-                bad[:, self.ints] |= x[:, self.ints] != np.floor(x[:, self.ints])
-        if bad.any():
+        by_column = np.ascontiguousarray(x.T)
+        if not self._valid_numbers(by_column):
             return None
-        return self._assemble(len(records), np.ascontiguousarray(x.T), cats)
+        return self._assemble(len(records), by_column, cats)
 
     def arrays(self, arrays: Mapping[str, np.ndarray],
                nulls: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -229,20 +223,28 @@ class _Plan:
         else:
             rows = len(next(iter(cats.values())))
             x = np.empty((0, rows))
-        if any(len(c) != rows for c in cats.values()):
+        if any(len(c) != rows for c in cats.values()) or not self._valid_categories(cats):
             return None
+        if not self._valid_numbers(x):
+            return None
+        return self._assemble(rows, x, {n: list(v) for n, v in cats.items()})
+
+    def _valid_categories(self, cats: Mapping[str, Sequence[Any]]) -> bool:
+        """Every value a string, and in the vocabulary where the feature has a closed one."""
         for name, values in cats.items():
             allowed = self.categories[name]
             if not set(map(type, values)) <= {str} or (
                     allowed is not None and not allowed.issuperset(values)):
-                return None
+                return False
+        return True
+
+    def _valid_numbers(self, x: np.ndarray) -> bool:
+        """Every value of `x` [numeric features, rows] finite, in bounds, integral if int."""
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(x) | (x < self.lo[:, None]) | (x > self.hi[:, None])
             if self.any_int:
                 bad[self.ints] |= x[self.ints] != np.floor(x[self.ints])
-        if bad.any():
-            return None
-        return self._assemble(rows, x, {n: list(v) for n, v in cats.items()})
+        return not bool(bad.any())
 
     def _assemble(self, rows: int, by_column: np.ndarray,
                   cats: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
