@@ -138,3 +138,34 @@ def test_canary_bentoml_index_page_still_loads_a_tracker() -> None:
     page = (Path(server.__file__).parent / "main-openapi.html").read_text()
     assert "googletagmanager" in page, ("BentoML's Swagger page no longer loads Google Tag "
                                         "Manager: the index part of the 'openapi' fix can go")
+
+
+class _Svc:
+    """A plain object standing in for a service instance (APIMethod only needs the attribute)."""
+
+
+def _api_method() -> Any:
+    from _bentoml_sdk.method import APIMethod
+
+    def predict(self: Any, x: int) -> int:
+        return x * 2
+
+    return APIMethod(func=predict)
+
+
+def test_canary_bentoml_rebuilds_the_api_wrapper_on_every_request() -> None:
+    from _bentoml_sdk.method import APIMethod
+
+    original = bentoml_fixes.original_of(APIMethod, "_local_call")
+    method, svc = _api_method(), _Svc()
+    assert original(method, svc) is not original(method, svc), (
+        "BentoML now builds an API method's local caller once: the 'api-method-per-request' "
+        "fix in riskserve/bentoml_fixes.py can go")
+
+
+def test_api_method_fix_builds_the_wrapper_once_per_instance() -> None:
+    method, svc, other = _api_method(), _Svc(), _Svc()
+    first = bentoml_fixes._cached_local_call(method, svc)
+    assert bentoml_fixes._cached_local_call(method, svc) is first
+    assert first(21) == 42  # still calls the method on its instance
+    assert bentoml_fixes._cached_local_call(method, other) is not first
