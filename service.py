@@ -83,9 +83,17 @@ def caller(ctx: bentoml.Context) -> auth.Caller:
 
 
 def _import_natives(adapters: list[Any]) -> None:
-    """The background import of tune_worker; its log line tells the bench the worker is warm."""
+    """The background import of tune_worker; its log line tells the bench the worker is warm.
+
+    The imported libraries (xgboost, scikit-learn: ~200k objects) are frozen too, as
+    tune_worker froze everything before them: left to the cyclic GC, its full collections
+    rescanned them and the p99 of /v1 at 32 clients went from ~20 to ~45 ms.
+    """
     t0 = time.perf_counter()
     modules = compiled.import_natives(adapters)
+    if modules:
+        gc.collect()
+        gc.freeze()
     logger.info("%s: %s in %.1f s", compiled.NATIVES_IMPORTED, ", ".join(modules) or "none needed",
                 time.perf_counter() - t0)
 
