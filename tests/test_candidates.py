@@ -162,6 +162,10 @@ def test_cli_shadow_list_and_off(versions: tuple[str, str],
              for line in capsys.readouterr().out.splitlines() if NAME in line]
     marks = {c[1]: (c[4], c[5]) for c in cells}  # version -> (production, shadow)
     assert marks == {prod: ("*", ""), new: ("", "*")}
+    runtimes = {c[1]: c[6] for c in cells}  # the runtime each version serves with
+    for version, runtime in runtimes.items():
+        manifest = store.get_version(NAME, version).info.metadata
+        assert runtime and runtime == str(manifest.get("runtime") or manifest["framework"])
 
     assert main(["shadow", NAME, "--off"]) == 0
     assert f"shadow {new} -> off" in _said(capsys)

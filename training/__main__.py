@@ -193,10 +193,11 @@ def shadow(
 
 @list_app.command("list")
 def list_models() -> None:
-    """Every stored version with its primary metric; production and shadow are marked."""
+    """Every stored version with its primary metric and the runtime it serves with;
+    production and shadow are marked."""
     from riskserve.core import candidates, store
 
-    table = Table("model", "version", "metric", "trained_at", "production", "shadow")
+    table = Table("model", "version", "metric", "trained_at", "production", "shadow", "runtime")
     for name, spec in SPECS.items():
         versions = store.list_versions(name)
         prod = store.production_version(name) if versions else None
@@ -206,7 +207,9 @@ def list_models() -> None:
             value = meta.get("metrics", {}).get(spec.primary_metric, float("nan"))
             table.add_row(name, str(m.tag.version), f"{spec.primary_metric}={value:.4f}",
                           str(meta.get("trained_at")), "*" if m.tag.version == prod else "",
-                          "*" if m.tag.version == cand else "")
+                          "*" if m.tag.version == cand else "",
+                          # versions saved before compiled inference serve their framework
+                          str(meta.get("runtime") or meta.get("framework", "?")))
     Console(width=None if sys.stdout.isatty() else 140).print(table)
 
 
