@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,14 @@ from riskserve.core.specs import MODEL_NAMES, SPECS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 7
+
+
+def burn_cpu(seconds: float) -> None:
+    """Busy-wait `seconds` of this thread's CPU: a simulated model call that costs what the
+    cost model measures (thread CPU time; a sleep costs nothing there) and is exact."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 @pytest.fixture(scope="session")

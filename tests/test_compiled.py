@@ -17,6 +17,7 @@ from riskserve.core.adapters import LightGBMAdapter, SklearnAdapter, XGBoostAdap
 from riskserve.core.scoring import ScoringModel
 from riskserve.core.specs import MODEL_NAMES, SPECS
 from riskserve.errors import ConfigurationError
+from tests.conftest import burn_cpu
 from training import pipeline
 from training.__main__ import family_of
 
@@ -175,11 +176,7 @@ def test_measure_finds_where_native_takes_over() -> None:
             self.framework, self.per_row, self.fixed = framework, per_row_ms, fixed_ms
 
         def score(self, x: np.ndarray) -> np.ndarray:
-            import time
-
-            end = time.perf_counter() + (self.fixed + self.per_row * len(x)) / 1e3
-            while time.perf_counter() < end:  # busy wait: exact, unlike sleep
-                pass
+            burn_cpu((self.fixed + self.per_row * len(x)) / 1e3)
             return np.zeros(len(x))
 
     x = np.zeros((4, 2), dtype=np.float32)

@@ -29,6 +29,7 @@ from riskserve.errors import (
 from riskserve.metrics import get_metrics
 from riskserve.settings import Settings
 from riskserve.v1 import handlers
+from tests.conftest import burn_cpu
 
 
 def make_dp(trained: dict, **settings: Any) -> DataPlane:
@@ -167,7 +168,6 @@ def test_cost_model_estimates_from_smaller_classes() -> None:
 
 def _batcher(seconds: Callable[[int], float]) -> tuple[MicroBatcher[Prediction], list[str]]:
     import threading
-    import time
 
     where: list[str] = []
     main = threading.main_thread()
@@ -175,9 +175,7 @@ def _batcher(seconds: Callable[[int], float]) -> tuple[MicroBatcher[Prediction],
     def call(columns: Any) -> Prediction:
         n = len(next(iter(columns.values())))
         where.append("loop" if threading.current_thread() is main else "thread")
-        end = time.perf_counter() + seconds(n)
-        while time.perf_counter() < end:  # the cost model counts CPU time: burn it
-            pass
+        burn_cpu(seconds(n))
         return Prediction(np.zeros(n))
 
     return MicroBatcher(call, 512, inline_budget_s=0.001), where

@@ -257,10 +257,12 @@ def load_from_path(spec: ModelSpec, directory: Path, version: str,
         with guard.file(path):
             adapter = OnnxAdapter.load(directory, spec.task)
         # Explanations and (above native_from_rows) large batches need the booster/estimator:
-        # both load it on first use, once.
-        native_loader = Once(native)
+        # both load it on first use, once (the dispatcher's own loader serves both).
         if native_from_rows:
-            adapter = DispatchAdapter(adapter, native_loader, v.framework, int(native_from_rows))
+            dispatch = DispatchAdapter(adapter, native, v.framework, int(native_from_rows))
+            adapter, native_loader = dispatch, dispatch.native
+        else:
+            native_loader = Once(native)
     else:
         adapter = native()
     return ScoringModel(
