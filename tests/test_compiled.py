@@ -224,6 +224,54 @@ def test_missing_value_probe_only_blanks_columns_that_can_be_missing() -> None:
     assert blank[cols].all() and not np.delete(blank, cols).any()
 
 
+def _forest_graph(n_classes: int,
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, np.ndarray]:
+    """A small forest, converted (zero class weights dropped) and as skl2onnx wrote it."""
+    import copy
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(600, 5)).astype(np.float32)
+    y = (np.abs(x[:, 0] * 3 + x[:, 1]) * n_classes / 6).astype(int) % n_classes
+    forest = RandomForestClassifier(n_estimators=20, random_state=0, n_jobs=1).fit(x, y)
+    originals: list[Any] = []
+    real = compiled.drop_zero_class_weights
+
+    def keep_original(proto: Any) -> Any:
+        originals.append(copy.deepcopy(proto))
+        return real(proto)
+
+    monkeypatch.setattr(compiled, "drop_zero_class_weights", keep_original)
+    pruned = compiled.to_onnx(SklearnAdapter(forest, "multiclass"), "multiclass", 5)
+    return pruned, originals[0], rng.normal(size=(2000, 5)).astype(np.float32) * 2
+
+
+def _entries(proto: Any) -> int:
+    node = next(n for n in proto.graph.node if n.op_type == "TreeEnsembleClassifier")
+    return len(next(a for a in node.attribute if a.name == "class_weights").floats)
+
+
+def _run(proto: Any, x: np.ndarray) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {compiled.INPUT_NAME: x})
+
+
+def test_multiclass_forest_drops_zero_class_weights_with_identical_answers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pruned, original, x = _forest_graph(6, monkeypatch)
+    assert _entries(pruned) < _entries(original) / 2  # most leaves hold one or two classes
+    for a, b in zip(_run(original, x), _run(pruned, x), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)  # bitwise, not within a tolerance
+
+
+def test_two_class_forest_keeps_every_class_weight(monkeypatch: pytest.MonkeyPatch) -> None:
+    pruned, original, _ = _forest_graph(2, monkeypatch)
+    assert _entries(pruned) == _entries(original)
+
+
 def test_dispatch_adapter_routes_by_rows() -> None:
     class Const:
         def __init__(self, framework: str, value: float) -> None:
