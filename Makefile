@@ -23,7 +23,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install pinned requirements (idempotent)
 
-deps:  ## system packages the tests use (Debian: prometheus, shellcheck, chromium for the docs page)
+# wrk: the bench's HTTP load generator (C, so the client leaves the servers their cores).
+WRK_INSTALL = command -v wrk >/dev/null || { echo "installing Debian's wrk (the bench's HTTP load generator)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+deps:  ## system packages the tests use (Debian: prometheus, shellcheck, chromium for the docs page, wrk)
+	@$(WRK_INSTALL)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  echo "installing Debian's prometheus package (promtool + server) for the tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
@@ -120,22 +125,25 @@ test-container: image  ## run the image and the chart's pod under podman, on loo
 # ---- Benchmarks and fuzzing ------------------------------------------------------
 # `python -m benchmarks --help` lists the knobs; results land in
 # reports/bench/<timestamp>/ and the latest copy in benchmarks/RESULTS.md + results.png.
-.PHONY: bench bench-decisions fuzz profile
+.PHONY: bench bench-deps bench-decisions fuzz profile
+
+bench-deps:  ## wrk (Debian) for the bench; without it the HTTP cells fall back to aiohttp
+	@$(WRK_INSTALL) || echo "wrk could not be installed: the bench's HTTP cells use aiohttp"
 
 # make bench compares with BENCH_BASELINE (empty: no baseline); BENCH_ARGS adds any flag of
 # `python -m benchmarks --help` (e.g. BENCH_ARGS="--scenarios neighbours --peers seed").
 BENCH_BASELINE ?= 9febb48
 BENCH_ARGS ?=
-bench: setup  ## noisy neighbour, peers (seed app, MLServer, KServe, Ray Serve), CSV, cold start, vs BENCH_BASELINE (~15 min)
+bench: setup bench-deps  ## noisy neighbour, peers (seed app, MLServer, KServe, Ray Serve), CSV, cold start, vs BENCH_BASELINE (~15 min)
 	$(BIN)/python -m benchmarks $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE)) $(BENCH_ARGS)
 
-bench-decisions: setup  ## /v1/explain throughput and production p99 with vs without a shadow candidate (~2 min)
+bench-decisions: setup bench-deps  ## /v1/explain throughput and production p99 with vs without a shadow candidate (~2 min)
 	$(BIN)/python -m benchmarks.decisions
 
 fuzz: setup  ## a long randomised schemathesis + property fuzz run (the default tests run a short one)
 	RISKSERVE_FUZZ_EXAMPLES=$${RISKSERVE_FUZZ_EXAMPLES:-300} RISKSERVE_FUZZ_SEED=random \
 	  $(BIN)/pytest tests/test_fuzz.py -q
 
-profile: setup  ## py-spy profile of one riskserve worker under the bench load (MODEL=, PROTOCOL=, NEIGHBOUR=)
+profile: setup bench-deps  ## py-spy profile of one riskserve worker under the bench load (MODEL=, PROTOCOL=, NEIGHBOUR=)
 	$(BIN)/python -m benchmarks.profile --model $${MODEL:-fraud} --protocol $${PROTOCOL:-v1} \
 	  $${NEIGHBOUR:+--neighbour $$NEIGHBOUR}

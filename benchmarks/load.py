@@ -1,5 +1,5 @@
 """Closed-loop load generator: C clients, each sending its next request as soon as the last
-one answered, over HTTP (aiohttp) or gRPC (grpc.aio).
+one answered, over HTTP (Debian's `wrk` when installed, else aiohttp) or gRPC (grpc.aio).
 
 Every run is bounded twice, by wall time and by a request budget, and every request has its
 own timeout, so a stalled server ends a run instead of hanging it. Only loopback URLs are
@@ -7,14 +7,19 @@ accepted: the benchmark must never send traffic anywhere else.
 
 Bodies are serialised once before the run and cycled, so the client spends its CPU on HTTP and
 gRPC, not on building JSON; the client shares the machine with the server under test, and the
-same client drives every server, so the comparison stays fair.
+same client drives every server, so the comparison stays fair. That is also why HTTP prefers
+`wrk` (C, one thread): an aiohttp client at 32 connections takes most of a core from the two the
+servers share, so the fastest servers measured partly the client (~25 % fewer req/s than wrk).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -131,11 +136,20 @@ async def _closed_loop(call: Call, clients: int, seconds: float, max_requests: i
                   (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), server1 - server0)
 
 
+def http_client() -> str:
+    """The HTTP load generator used: `wrk` when on PATH (RISKSERVE_BENCH_HTTP_CLIENT=aiohttp
+    forces the Python one)."""
+    wanted = os.environ.get("RISKSERVE_BENCH_HTTP_CLIENT", "wrk")
+    return "wrk" if wanted == "wrk" and shutil.which("wrk") else "aiohttp"
+
+
 async def http_load(url: str, bodies: Sequence[bytes], headers: dict[str, str], clients: int,
                     seconds: float, max_requests: int, warmup_s: float = 1.0,
                     timeout_s: float = 10.0, probe: CpuProbe = _no_probe) -> Result:
     """POST `bodies` (cycled) to `url` from `clients` keep-alive connections."""
     require_loopback(url)
+    if http_client() == "wrk":
+        return await wrk_load(url, bodies, headers, clients, seconds, warmup_s, timeout_s, probe)
     connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
@@ -184,3 +198,98 @@ async def grpc_load(target: str, method: str, requests: Sequence[bytes],
         return await _closed_loop(call, clients, seconds, max_requests, warmup_s, probe)
     finally:
         await asyncio.gather(*(ch.close() for ch in channels))
+
+
+# wrk runs this per thread: requests pre-formatted once and cycled; `done` prints the totals,
+# the error counts and 1000 latency quantiles (microseconds) as one JSON line.
+_WRK_SCRIPT = """
+local bodies = {%(bodies)s}
+wrk.method = "POST"
+wrk.headers = {%(headers)s}
+local reqs, n = {}, 0
+function init(args)
+  for i, b in ipairs(bodies) do reqs[i] = wrk.format(nil, nil, nil, b) end
+end
+function request()
+  n = n %% #reqs + 1
+  return reqs[n]
+end
+function done(summary, latency, requests)
+  local q = {}
+  for i = 0, %(quantiles)d - 1 do
+    q[#q + 1] = latency:percentile((i + 0.5) * 100 / %(quantiles)d)
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests": %%d, "duration_us": %%d, "connect": %%d, "read": %%d, "write": %%d, ' ..
+    '"status": %%d, "timeout": %%d, "quantiles_us": [%%s]}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    table.concat(q, ",")))
+end
+"""
+WRK_QUANTILES = 1000
+
+
+def _lua_string(data: bytes) -> str:
+    """A Lua string literal of any bytes (decimal escapes for everything but plain ASCII)."""
+    safe = set(range(0x20, 0x7F)) - {ord("\\"), ord('"')}
+    return '"' + "".join(chr(b) if b in safe else f"\\{b:03d}" for b in data) + '"'
+
+
+def _wrk_script(bodies: Sequence[bytes], headers: dict[str, str]) -> str:
+    return _WRK_SCRIPT % {
+        "bodies": ",".join(_lua_string(b) for b in bodies),
+        "headers": ",".join(f"[{_lua_string(k.encode())}] = {_lua_string(v.encode())}"
+                            for k, v in headers.items()),
+        "quantiles": WRK_QUANTILES,
+    }
+
+
+async def _wrk(url: str, script: str, clients: int, seconds: float,
+               timeout_s: float) -> dict[str, object]:
+    # wrk takes whole seconds: a 0.5 s warm-up runs for 1 s.
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s",
+           f"--timeout={max(1, round(timeout_s))}s", "-s", script, url]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), seconds + timeout_s + 30)
+    for line in out.decode().splitlines():
+        if line.startswith("WRK "):
+            return json.loads(line[4:])
+    raise RuntimeError(f"wrk printed no result (exit {proc.returncode}): "
+                       f"{(err or out).decode()[-300:]}")
+
+
+async def wrk_load(url: str, bodies: Sequence[bytes], headers: dict[str, str], clients: int,
+                   seconds: float, warmup_s: float = 1.0, timeout_s: float = 10.0,
+                   probe: CpuProbe = _no_probe) -> Result:
+    """`http_load` with wrk: a warm-up run (discarded), then the measured one.
+
+    wrk reports a latency histogram, not every request: `latencies_ms` holds 1000 evenly spaced
+    quantiles, each repeated for its share of the answered requests, so percentiles (and rounds
+    pooled by `combine`) read the same as the aiohttp client's raw samples to 0.1 percentile.
+    wrk has no request budget; the wall-time bound and the per-request timeout bound a run.
+    Client CPU is this process's children's: with concurrent runs (neighbours) it is their sum.
+    """
+    require_loopback(url)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(_wrk_script(bodies, headers))
+    try:
+        if warmup_s > 0:
+            await _wrk(url, fh.name, clients, warmup_s, timeout_s)
+        cpu0, server0 = os.times(), probe()
+        r = await _wrk(url, fh.name, clients, seconds, timeout_s)
+        cpu1, server1 = os.times(), probe()
+    finally:
+        os.unlink(fh.name)
+    errors: Counter[str] = Counter({k: int(r[k]) for k in ("connect", "read", "write", "timeout")
+                                    if r[k]})
+    if r["status"]:
+        errors["non-2xx"] = int(r["status"])
+    ok = max(int(r["requests"]) - int(r["status"]), 0)
+    quantiles = np.asarray(r["quantiles_us"], dtype=float) / 1000
+    latencies = np.repeat(quantiles, max(1, round(ok / len(quantiles)))) if ok else np.empty(0)
+    client = ((cpu1.children_user - cpu0.children_user)
+              + (cpu1.children_system - cpu0.children_system))
+    return Result(clients, int(r["duration_us"]) / 1e6, ok, errors, latencies, client,
+                  server1 - server0)

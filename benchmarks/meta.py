@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
@@ -45,8 +46,20 @@ def software(peers: list[str]) -> str:
     listed = ", ".join(names[p] for p in peers if p in names) or "none"
     return (f"riskserve on BentoML {version('bentoml')}, uvicorn {version('uvicorn')}, "
             f"xgboost {version('xgboost-cpu')}, lightgbm {version('lightgbm')}, "
-            f"scikit-learn {version('scikit-learn')}; peers: {listed}; load generator aiohttp "
-            f"{version('aiohttp')} / grpcio {version('grpcio')}")
+            f"scikit-learn {version('scikit-learn')}; peers: {listed}; load generator "
+            f"{_http_client()} / grpcio {version('grpcio')}")
+
+
+def _http_client() -> str:
+    from benchmarks import load
+
+    if load.http_client() == "aiohttp":
+        return f"aiohttp {version('aiohttp')} (wrk not installed)"
+    try:  # `wrk -v` prints its version and exits 1
+        out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    return out.split(" [")[0].strip() or "wrk"
 
 
 METHOD = """\
@@ -54,8 +67,10 @@ METHOD = """\
   next ({seconds:g} s measured per cell, in {rounds} rounds each after {warmup:g} s of warm-up,
   at most {max_requests:,} requests per round, 10 s timeout per request). req/s counts
   successful answers; p50/p95/p99 are over them; errors are any other status or a timeout.
-  The load generator (Python: aiohttp for HTTP with keep-alive connections, grpc.aio with one
-  channel per client) runs on the same 2 cores as the server, the same for every server.
+  The load generator (HTTP: Debian's `wrk`, one thread, keep-alive connections, cycling
+  pre-formatted requests, falling back to aiohttp where wrk is not installed; gRPC: grpc.aio
+  with one channel per client) runs on the same 2 cores as the server, the same for every
+  server. wrk reports a latency histogram: percentiles are read from 1000 of its quantiles.
 - Same model version everywhere: riskserve loads it from the BentoML store; the seed-style
   FastAPI app unpickles the same estimator (XGBClassifier / LightGBM Booster / the fitted
   scikit-learn forest or SVM pipeline, with the n_jobs it was trained with) with the encoder's

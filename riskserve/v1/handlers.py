@@ -24,6 +24,7 @@ from riskserve.core.scoring import Prediction, ScoringModel
 from riskserve.core.specs import KEYSTROKE_BY_SEED_NAME, ModelSpec
 from riskserve.dataplane import Call, DataPlane, Decoder, Inference
 from riskserve.errors import BadRequest, InvalidInput, PayloadTooLarge
+from riskserve.v1.csv_echo import LineEcho
 from riskserve.v1.schemas import PredictResponse
 
 # The explanation's top reasons per row, unless the request asks for another number.
@@ -143,7 +144,8 @@ async def predict_csv(dp: DataPlane, call: Call, path: Path, explain: bool = Fal
                       ) -> StreamingResponse:
     """POST /v1/predict_csv: the file with predictions (and `reason_1..3` when `explain`).
 
-    One pass over the file: each chunk is parsed, validated, scored and rendered, and the
+    One pass over the file: each chunk is parsed, validated, scored and rendered (the caller's
+    own lines plus the added columns where that is exact: riskserve.v1.csv_echo), and the
     rendered chunks wait in a spooled temporary file until the last row validated. So a bad row
     deep in a large file is still a clean 4xx naming the row (nothing has been sent yet), the
     file is parsed once, and memory stays bounded by the chunk size and SPOOL_BYTES.
@@ -152,6 +154,7 @@ async def predict_csv(dp: DataPlane, call: Call, path: Path, explain: bool = Fal
 
     settings = dp.settings
     out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (streamed later)
+    echo: LineEcho | None = None
     try:
         async with dp.accounted(call):
             model = dp.resolve(call)
@@ -159,6 +162,7 @@ async def predict_csv(dp: DataPlane, call: Call, path: Path, explain: bool = Fal
                 raise ex.NotExplainable(model.spec.name, ex.explainable(
                     [dp.registry.production[n] for n in dp.visible(call.caller)]))
             reader = await asyncio.to_thread(_chunks, path, settings.csv_chunk_rows)
+            echo = await asyncio.to_thread(LineEcho.open, path)
             rows = 0
             while (chunk := await asyncio.to_thread(_next_chunk, reader)) is not None:
                 if rows + len(chunk) > settings.csv_max_rows:
@@ -171,13 +175,16 @@ async def predict_csv(dp: DataPlane, call: Call, path: Path, explain: bool = Fal
                 added = _prediction_columns(model, pred)
                 if explain:
                     added |= ex.reason_columns(await dp.explain_chunk(model, columns, len(chunk)))
-                await asyncio.to_thread(_render, out, chunk, added, rows == 0)
+                await asyncio.to_thread(_render, out, echo, chunk, added, rows == 0)
                 rows += len(chunk)
             if rows == 0:
                 raise InvalidInput("file", "at least one data row after the header")
     except BaseException:
         out.close()
         raise
+    finally:
+        if echo is not None:
+            echo.close()
     out.seek(0)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -193,8 +200,13 @@ async def predict_csv(dp: DataPlane, call: Call, path: Path, explain: bool = Fal
                                       "x-riskserve-version": model.version})
 
 
-def _render(out: IO[bytes], chunk: pd.DataFrame, added: Mapping[str, np.ndarray],
-            header: bool) -> None:
+def _render(out: IO[bytes], echo: LineEcho | None, chunk: pd.DataFrame,
+            added: Mapping[str, np.ndarray], header: bool) -> None:
+    """The chunk's lines as uploaded plus the added columns (csv_echo), else via pandas."""
+    block = echo.render(len(chunk), added, header) if echo is not None else None
+    if block is not None:
+        out.write(block)
+        return
     for col, values in added.items():
         chunk[col] = values
     buf = io.StringIO()
