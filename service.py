@@ -222,7 +222,7 @@ class RiskServe:
 
 
 store.write_release(DECLARED)
-bentoml_fixes.apply()
+bentoml_fixes.apply(workers=settings.workers)
 RiskServe.add_asgi_middleware(lifecycle.DrainMiddleware, delay_s=settings.drain_delay_s)
 RiskServe.add_asgi_middleware(http.MountPaths)
 RiskServe.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_payload_bytes,

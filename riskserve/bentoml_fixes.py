@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -183,6 +184,68 @@ def _cached_local_call(self: Any, instance: Any) -> Any:
     return local
 
 
+# BentoML's name for the HTTP API server's circus socket (_bentoml_impl.server.serving).
+API_SOCKET = "_bento_api_server"
+
+
+def _socket_per_worker_fix() -> None:
+    """BentoML binds one HTTP socket in the arbiter and every worker accepts from it. Linux
+    then hands a burst of new connections mostly to whichever worker wakes first (a measured
+    cell: 30 of 36 connections on one of two workers), so one worker's clients share a core
+    while the other idles, and a neighbour's connections can land beside fraud's. circus can
+    give each worker its own SO_REUSEPORT socket on the same port, which the kernel balances by
+    connection (the gRPC server already binds one per worker); BentoML never asks for it.
+
+    Only with several workers on Linux: with one, the arbiter's socket keeps queueing
+    connections while a crashed worker restarts (per-worker sockets would refuse them), and
+    elsewhere SO_REUSEPORT does not balance.
+
+    Two pieces: BentoML's API socket asks for SO_REUSEPORT, and circus, which re-creates such
+    a socket per process only when the watcher's `cmd` names it, also looks in `args` (where
+    BentoML puts `--fd $(circus.sockets._bento_api_server)`)."""
+    from circus.process import Process
+    from circus.sockets import CircusSocket
+
+    _replace(CircusSocket, "__init__", _reuseport_init)
+    _replace(Process, "_get_sockets_fds", _sockets_fds_per_process)
+
+
+def _reuseport_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    import socket
+
+    from circus.sockets import CircusSocket
+
+    own = kwargs.get("name") == API_SOCKET and not kwargs.get("path")
+    if own:
+        kwargs["so_reuseport"] = True
+    original_of(CircusSocket, "__init__")(self, *args, **kwargs)
+    if own and not hasattr(self, "_cfg"):
+        # circus re-creates a reuseport socket per worker from its config (Process.spawn):
+        # set by `load_from_config` only, so the one BentoML builds directly gets it here.
+        family = "AF_INET6" if kwargs.get("family") == socket.AF_INET6 else "AF_INET"
+        self._cfg = {"name": API_SOCKET, "host": self.host, "port": self.port,
+                     "family": family, "backlog": self.backlog, "so_reuseport": True}
+
+
+def _sockets_fds_per_process(self: Any) -> dict[str, int] | None:
+    from circus.process import Process
+    from circus.sockets import CircusSocket
+
+    fds = original_of(Process, "_get_sockets_fds")(self)
+    watcher = self.watcher
+    if fds is None or watcher is None or not watcher.sockets:
+        return fds
+    args = " ".join(self.args) if isinstance(self.args, list) else str(self.args or "")
+    for name, sock in watcher.sockets.items():
+        ref = f"circus.sockets.{name}"
+        if sock.so_reuseport and ref not in watcher.cmd and ref in args:
+            own = CircusSocket.load_from_config(sock._cfg)
+            own.bind_and_listen()
+            fds[name] = own.fileno()
+            self._sockets.append(own)  # circus lets go of it once the process is started
+    return fds
+
+
 FIXES = (
     Fix("timeout-timer", "no upstream report found (searched bentoml/BentoML issues, 2026-12); "
         "the fix to propose: cancel the call_later handle once the response starts",
@@ -196,6 +259,10 @@ FIXES = (
         "issues, 2026-12); the fix to propose: build the local caller once per instance",
         _api_method_fix),
 )
+# Applied only when the service runs several workers on Linux (see _socket_per_worker_fix).
+SOCKET_FIX = Fix("socket-per-worker", "bentoml/BentoML#5426 (uneven request distribution "
+                 "across workers; PR #5557 proposed SO_REUSEPORT, closed unmerged)",
+                 _socket_per_worker_fix)
 _applied: set[str] = set()
 
 
@@ -205,9 +272,10 @@ def bentoml_version() -> str:
     return version("bentoml")
 
 
-def apply(version: str | None = None) -> list[str]:
+def apply(version: str | None = None, workers: int = 1) -> list[str]:
     """Install every fix once; returns the names applied by this call. Outside WRITTEN_FOR:
-    one log line, nothing changed (the service still runs, with BentoML's own behaviour)."""
+    one log line, nothing changed (the service still runs, with BentoML's own behaviour).
+    `workers`: the service's worker count (the socket fix needs more than one, on Linux)."""
     version = version or bentoml_version()
     if Version(version) not in WRITTEN_FOR:
         logger.warning("riskserve: BentoML %s is outside %s, which riskserve's BentoML fixes "
@@ -215,7 +283,8 @@ def apply(version: str | None = None) -> list[str]:
                        version, WRITTEN_FOR)
         return []
     done = []
-    for fix in FIXES:
+    wanted = [*FIXES, *([SOCKET_FIX] if workers > 1 and sys.platform == "linux" else [])]
+    for fix in wanted:
         if fix.name not in _applied:
             fix.install()
             _applied.add(fix.name)

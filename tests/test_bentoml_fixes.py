@@ -126,7 +126,7 @@ def test_outside_the_version_range_nothing_is_applied(caplog: pytest.LogCaptureF
 
 
 def test_every_fix_names_what_it_tracks() -> None:
-    for fix in bentoml_fixes.FIXES:
+    for fix in (*bentoml_fixes.FIXES, bentoml_fixes.SOCKET_FIX):
         assert fix.tracks and fix.install.__doc__
 
 
@@ -169,3 +169,42 @@ def test_api_method_fix_builds_the_wrapper_once_per_instance() -> None:
     assert bentoml_fixes._cached_local_call(method, svc) is first
     assert first(21) == 42  # still calls the method on its instance
     assert bentoml_fixes._cached_local_call(method, other) is not first
+
+
+def test_canary_bentoml_still_shares_one_http_socket_between_workers() -> None:
+    import inspect
+
+    from _bentoml_impl.server import serving
+
+    source = inspect.getsource(serving.serve_http)
+    assert "API_SERVER_NAME" in source and serving.API_SERVER_NAME == bentoml_fixes.API_SOCKET
+    assert "so_reuseport" not in source, (
+        "BentoML now asks circus for SO_REUSEPORT sockets: the 'socket-per-worker' fix in "
+        "riskserve/bentoml_fixes.py can probably go")
+
+
+@pytest.mark.skipif(__import__("sys").platform != "linux", reason="SO_REUSEPORT is Linux's")
+def test_socket_fix_gives_each_worker_its_own_socket_on_one_port() -> None:
+    import socket
+
+    from circus.sockets import CircusSocket
+
+    assert "socket-per-worker" not in bentoml_fixes.apply(workers=1)
+    bentoml_fixes.apply(workers=2)
+    assert "socket-per-worker" in bentoml_fixes._applied
+    api = CircusSocket(name=bentoml_fixes.API_SOCKET, host="127.0.0.1", port=0,
+                       family=socket.AF_INET, backlog=16)
+    other = CircusSocket(name="_bento_other", host="127.0.0.1", port=0)
+    assert api.so_reuseport and not other.so_reuseport
+    # What circus does per worker (Process._get_sockets_fds): a new socket from the config,
+    # bound to the same port as the others.
+    first = CircusSocket.load_from_config(api._cfg)
+    first.bind_and_listen()
+    second = CircusSocket.load_from_config({**api._cfg, "port": first.port})
+    try:
+        second.bind_and_listen()
+        assert second.port == first.port and second.fileno() != first.fileno()
+        assert second.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+    finally:
+        for s in (api, other, first, second):
+            s.close()

@@ -739,7 +739,7 @@ def _owners(inodes: set[str], pids: set[int]) -> set[int]:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT balancing and /proc are Linux")
-def test_two_workers_serve_grpc_on_the_shared_port(trained: dict,
+def test_two_workers_serve_grpc_and_http_on_sockets_of_their_own(trained: dict,
                                                    tmp_path: Path) -> None:
     # server.start gives it a home of its own, so it cannot wipe the session server's metrics.
     svc = server.start(tmp_path / "two-workers.log", {}, workers=2)
@@ -767,6 +767,12 @@ def test_two_workers_serve_grpc_on_the_shared_port(trained: dict,
             serving = _owners(_socket_inodes(svc.grpc_port, ESTABLISHED), workers)
         assert serving == workers, f"{len(channels)} connections, all served by {serving}"
         assert re.search(r"Completed async startup hook: start_grpc", svc.log_text())
+        # HTTP too: one SO_REUSEPORT socket per worker (bentoml_fixes "socket-per-worker"),
+        # not BentoML's one shared socket, whose connections pile onto one worker.
+        http = _socket_inodes(svc.port, LISTEN)
+        assert len(http) == 2, f"HTTP listening sockets: {http}"
+        assert {w for w in workers if _owners(http, {w})} == workers
+        assert all(len(_owners({i}, workers)) == 1 for i in http)  # one each, not shared
     finally:
         for channel in channels:
             channel.close()
