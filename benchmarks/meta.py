@@ -111,6 +111,9 @@ METHOD = """\
   tree's RSS right after start divided by N.
 - Baseline (`--baseline REF`): riskserve at REF, from a git worktree, same venv, same model
   store, measured in the same rounds as the current checkout; ratio = current / baseline.
-- CSV: one upload of each size (generated rows, best of {csv_tries}), rows out counted in the
-  answer.
+- CSV: one upload of each size (generated rows, best of {csv_tries}) after one untimed
+  2,000-row upload per worker (a version's first large batch loads its native model, once per
+  worker), rows out counted in the answer. The in-process limit reads, validates, scores and
+  writes the file the way the service does (the caller's lines plus the new cells), with the
+  native model loaded before the clock starts.
 """

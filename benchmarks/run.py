@@ -395,7 +395,7 @@ def measure_at(bench: Bench, workers: int, up: dict[str, Running]) -> None:
         for (name, rows), payload in csv_payloads(a.models, a.csv_rows).items():
             secs, rows_out = csv_limit(name, payload)
             bench.csv_rows.append(CsvRow(name, workers, LIMIT_LABEL,
-                                         "pandas read + validate + predict + to_csv", rows,
+                                         "read + validate + predict + write (csv_echo)", rows,
                                          rows_out, secs, float("nan")))
             bench.csv_rows += csvbench.run(up, bench.models[name], workers, payload,
                                            a.csv_tries)

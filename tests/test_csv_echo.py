@@ -117,3 +117,19 @@ def test_a_short_row_is_still_refused(trained: dict, tmp_path: Path,
     with pytest.raises(InvalidInput) as err:
         score(trained, tmp_path, ("\n".join(text) + "\n").encode())
     assert err.value.detail["rows"] == [4]
+
+
+@pytest.mark.parametrize("column", [
+    np.arange(-50, 50), np.array([True, False] * 50),
+    np.concatenate([np.random.default_rng(1).random(50),
+                    10 ** np.random.default_rng(2).uniform(-12, 20, 47), [0.0, 1.0, 1e16]]),
+    np.array([f"u{i:03d}" for i in range(100)], dtype=object),
+    np.array([0.5, np.nan] * 50), np.array([0.1, 0.2] * 50, dtype=np.float32),
+    np.array(["a,b", 'say "hi"', "", None] * 25, dtype=object),
+], ids=["int", "bool", "float64", "labels", "nan", "float32", "needs-quoting"])
+def test_added_cells_read_exactly_as_pandas_writes_them(column: np.ndarray) -> None:
+    from riskserve.v1.csv_echo import _cells
+
+    added = {"prediction": column, "probability": np.linspace(0, 1, len(column))}
+    pandas = pd.DataFrame(added).to_csv(index=False, header=False, lineterminator="\n")
+    assert b"\n".join(_cells(added)) == pandas.encode()
