@@ -42,16 +42,16 @@ WARMUP_ROWS = 2_000
 
 
 def _request(server: str, running: Running, stored: Stored, payload: bytes,
-             tensors: dict[int, bytes]) -> tuple[str, str, dict[str, Any]]:
+             tensors: dict[bytes, bytes]) -> tuple[str, str, dict[str, Any]]:
     """How `payload` goes to `server`: a label, the URL and httpx's keyword arguments
     (`tensors`: the tensor peers' encoded bodies, built once per payload)."""
     name = stored.model.spec.name
     if server in TENSOR_PEERS:
-        if id(payload) not in tensors:
+        if payload not in tensors:
             frame = pd.read_csv(io.BytesIO(payload))
-            tensors[id(payload)] = payloads.tensor_body(
+            tensors[payload] = payloads.tensor_body(
                 payloads.encoded(stored.model, payloads.records(name, frame)))
-        tensor = tensors[id(payload)]
+        tensor = tensors[payload]
         return ("POST /v2 infer: one FP32 tensor, encoded by the client (not CSV)",
                 f"{running.http_url}/v2/models/{name}/infer",
                 {"content": tensor, "headers": {"content-type": "application/json"}})
@@ -72,7 +72,7 @@ def run(servers_up: dict[str, Running], stored: Stored, workers: int, payload: b
     rows_in = payload.count(b"\n") - 1
     warmup = b"\n".join(payload.split(b"\n", WARMUP_ROWS + 1)[:WARMUP_ROWS + 1]) + b"\n"
     out = []
-    tensors: dict[int, bytes] = {}
+    tensors: dict[bytes, bytes] = {}
     for server, running in servers_up.items():
         if server in TENSOR_PEERS and stored.framework not in ("xgboost", "lightgbm"):
             continue

@@ -13,6 +13,7 @@ prints one JSON line.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -75,6 +76,7 @@ def csv_limit(name: str, payload: bytes) -> tuple[float, int]:
     from riskserve.core import store
     from riskserve.core.validation import columns_from_frame
     from riskserve.v1.csv_echo import LineEcho
+    from riskserve.v1.handlers import render_chunk
 
     model = store.load_model(name)
     model.native_adapter()  # what the service loads on its first large batch
@@ -85,13 +87,11 @@ def csv_limit(name: str, payload: bytes) -> tuple[float, int]:
         frame = pd.read_csv(path, skipinitialspace=True)
         pred = model.predict(columns_from_frame(model.spec, frame))
         added = {"prediction": pred.predictions, "probability": pred.scores}
-        echo = LineEcho.open(path)
-        out = echo.render(len(frame), added, header=True) if echo else None
-        if echo:
+        echo, out = LineEcho.open(path), io.BytesIO()
+        render_chunk(out, echo, frame, added, header=True)
+        if echo is not None:
             echo.close()
-        if out is None:
-            out = frame.assign(**added).to_csv(index=False).encode()
-        return time.perf_counter() - t0, out.count(b"\n") - 1
+        return time.perf_counter() - t0, out.getvalue().count(b"\n") - 1
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ columns (prediction, probability, reasons).
 
 Writing the parsed frame back with pandas (`to_csv`) took 0.40 s of a 100k-row fraud file's
 ~0.9 s, almost all of it formatting the caller's own numbers back into text. Echoing the lines
-costs ~0.1 s and returns every input cell exactly as sent.
+costs ~0.1 s and returns every input cell exactly as sent. It reads the upload's bytes a second
+time, line by line beside pandas' chunks (from the page cache, no parsing).
 
 The echo is only used while each line is provably one of pandas' rows, in the same order: no
 quote character (a quoted field may hold a newline or a comma), no bare carriage return (pandas

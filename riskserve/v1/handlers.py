@@ -175,7 +175,7 @@ async def predict_csv(dp: DataPlane, call: Call, path: Path, explain: bool = Fal
                 added = _prediction_columns(model, pred)
                 if explain:
                     added |= ex.reason_columns(await dp.explain_chunk(model, columns, len(chunk)))
-                await asyncio.to_thread(_render, out, echo, chunk, added, rows == 0)
+                await asyncio.to_thread(render_chunk, out, echo, chunk, added, rows == 0)
                 rows += len(chunk)
             if rows == 0:
                 raise InvalidInput("file", "at least one data row after the header")
@@ -200,7 +200,7 @@ async def predict_csv(dp: DataPlane, call: Call, path: Path, explain: bool = Fal
                                       "x-riskserve-version": model.version})
 
 
-def _render(out: IO[bytes], echo: LineEcho | None, chunk: pd.DataFrame,
+def render_chunk(out: IO[bytes], echo: LineEcho | None, chunk: pd.DataFrame,
             added: Mapping[str, np.ndarray], header: bool) -> None:
     """The chunk's lines as uploaded plus the added columns (csv_echo), else via pandas."""
     block = echo.render(len(chunk), added, header) if echo is not None else None
@@ -215,4 +215,4 @@ def _render(out: IO[bytes], echo: LineEcho | None, chunk: pd.DataFrame,
 
 
 __all__ = ["Inference", "explain", "feedback", "keystroke", "predict", "predict_csv",
-           "seed_call"]
+           "render_chunk", "seed_call"]
