@@ -1,5 +1,6 @@
 """Closed-loop load generator: C clients, each sending its next request as soon as the last
-one answered, over HTTP (Debian's `wrk` when installed, else aiohttp) or gRPC (grpc.aio).
+one answered, over HTTP (Debian's `wrk` when installed, else aiohttp) or gRPC (nghttp2's
+`h2load` when installed, else grpc.aio).
 
 Every run is bounded twice, by wall time and by a request budget, and every request has its
 own timeout, so a stalled server ends a run instead of hanging it. Only loopback URLs are
@@ -168,10 +169,31 @@ async def http_load(url: str, bodies: Sequence[bytes], headers: dict[str, str], 
         return await _closed_loop(call, clients, seconds, max_requests, warmup_s, probe)
 
 
+def grpc_client() -> str:
+    """The gRPC load generator used: nghttp2's `h2load` when on PATH, like wrk for HTTP
+    (RISKSERVE_BENCH_GRPC_CLIENT=grpcio forces the Python one)."""
+    wanted = os.environ.get("RISKSERVE_BENCH_GRPC_CLIENT", "h2load")
+    return "h2load" if wanted == "h2load" and shutil.which("h2load") else "grpcio"
+
+
 async def grpc_load(target: str, method: str, requests: Sequence[bytes],
                     metadata: tuple[tuple[str, str], ...], clients: int, seconds: float,
                     max_requests: int, warmup_s: float = 1.0, timeout_s: float = 10.0,
                     probe: CpuProbe = _no_probe) -> Result:
+    """Unary calls of `method` with pre-serialised `requests`, one connection per client:
+    from h2load when installed (see `h2load_load`), else from grpc.aio."""
+    require_loopback(target)
+    if grpc_client() == "h2load":
+        return await h2load_load(target, method, requests, metadata, clients, seconds,
+                                 warmup_s, timeout_s, probe)
+    return await grpcio_load(target, method, requests, metadata, clients, seconds,
+                             max_requests, warmup_s, timeout_s, probe)
+
+
+async def grpcio_load(target: str, method: str, requests: Sequence[bytes],
+                      metadata: tuple[tuple[str, str], ...], clients: int, seconds: float,
+                      max_requests: int, warmup_s: float = 1.0, timeout_s: float = 10.0,
+                      probe: CpuProbe = _no_probe) -> Result:
     """Unary calls of `method` with pre-serialised `requests`, one channel per client.
 
     A channel per client (with its own subchannel pool, or gRPC would share one TCP connection
@@ -198,6 +220,91 @@ async def grpc_load(target: str, method: str, requests: Sequence[bytes],
         return await _closed_loop(call, clients, seconds, max_requests, warmup_s, probe)
     finally:
         await asyncio.gather(*(ch.close() for ch in channels))
+
+
+async def _check_grpc(target: str, method: str, request: bytes,
+                      metadata: tuple[tuple[str, str], ...], timeout_s: float) -> None:
+    """One real gRPC call of the body h2load will send: h2load reads HTTP/2 statuses only,
+    and a gRPC error (a bad request, a refused key) comes back as HTTP 200 with a
+    grpc-status trailer, so the body is proven to get status OK before it is sent at load."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        try:
+            await call(request, metadata=metadata, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise RuntimeError(f"the gRPC load's request fails before any load: "
+                               f"{exc.code().name}: {exc.details()}") from None
+
+
+def _h2load_totals(out: str) -> dict[str, float]:
+    """h2load's summary lines as numbers (`requests: ... succeeded, ... failed, ...`)."""
+    totals: dict[str, float] = {}
+    for line in out.splitlines():
+        if line.startswith(("requests:", "status codes:")):
+            for part in line.split(":", 1)[1].split(","):
+                value, _, name = part.strip().partition(" ")
+                totals[name] = float(value)
+        elif line.startswith("finished in"):
+            totals["req/s"] = float(line.split(",")[1].split()[0])
+    return totals
+
+
+async def _h2load(cmd: list[str], seconds: float, log: str) -> tuple[dict[str, float],
+                                                                      list[list[str]]]:
+    cmd = [*cmd[:1], f"-D{max(1, round(seconds))}", f"--log-file={log}", *cmd[1:]]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), seconds + 60)
+    totals = _h2load_totals(out.decode())
+    if "succeeded" not in totals:
+        raise RuntimeError(f"h2load printed no result (exit {proc.returncode}): "
+                           f"{(err or out).decode()[-300:]}")
+    with open(log) as fh:
+        return totals, [line.split("\t") for line in fh if line.strip()]
+
+
+async def h2load_load(target: str, method: str, requests: Sequence[bytes],
+                      metadata: tuple[tuple[str, str], ...], clients: int, seconds: float,
+                      warmup_s: float = 1.0, timeout_s: float = 10.0,
+                      probe: CpuProbe = _no_probe) -> Result:
+    """`grpc_load` from nghttp2's h2load: gRPC is HTTP/2 POSTs of length-prefixed protobuf.
+
+    C, one thread, one connection and one stream at a time per client: what wrk is for HTTP,
+    so gRPC and REST are measured with the same kind of client (grpc.aio took ~0.2 ms of CPU
+    per call from the two cores the servers share). A warm-up run (discarded), then the
+    measured one. h2load sends one body for every request: `requests[0]`, checked first with
+    a real gRPC call (`_check_grpc`). Every request's latency comes from h2load's log file;
+    non-2xx, failed and timed-out requests are errors.
+    """
+    require_loopback(target)
+    await _check_grpc(target, method, requests[0], metadata, timeout_s)
+    with tempfile.TemporaryDirectory(prefix="rs-h2load-") as tmp:
+        body, log = os.path.join(tmp, "body"), os.path.join(tmp, "log")
+        with open(body, "wb") as fh:
+            fh.write(b"\x00" + len(requests[0]).to_bytes(4, "big") + requests[0])
+        headers = [("content-type", "application/grpc"), ("te", "trailers"), *metadata]
+        cmd = ["h2load", f"-c{clients}", "-m1", "-t1", f"-N{max(1, round(timeout_s))}",
+               "-d", body, *itertools.chain.from_iterable(("-H", f"{k}: {v}")
+                                                          for k, v in headers),
+               f"http://{target}{method}"]
+        if warmup_s > 0:  # h2load appends to its log: the warm-up's goes to another file
+            await _h2load(cmd, warmup_s, log + "-warmup")
+        cpu0, server0 = os.times(), probe()
+        totals, rows = await _h2load(cmd, seconds, log)
+        cpu1, server1 = os.times(), probe()
+    latencies = np.array([int(r[2]) / 1000 for r in rows if r[1].startswith("2")])
+    errors: Counter[str] = Counter({k: int(totals.get(k, 0)) for k in ("errored", "timeout")
+                                    if totals.get(k)})
+    non_2xx = sum(int(totals.get(k, 0)) for k in ("3xx", "4xx", "5xx"))
+    if non_2xx:
+        errors["non-2xx"] = non_2xx
+    failed = int(totals.get("failed", 0)) - non_2xx - errors["errored"] - errors["timeout"]
+    if failed > 0:
+        errors["failed"] = failed
+    client = ((cpu1.children_user - cpu0.children_user)
+              + (cpu1.children_system - cpu0.children_system))
+    elapsed = totals["done"] / totals["req/s"] if totals.get("req/s") else max(1, round(seconds))
+    return Result(clients, elapsed, len(latencies), errors, latencies, client, server1 - server0)
 
 
 # wrk runs this per thread: requests pre-formatted once and cycled; `done` prints the totals,

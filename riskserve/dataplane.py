@@ -179,7 +179,7 @@ class DataPlane:
             with self._admitted(model):
                 columns, rows = await self._validated(model, decode)
                 pred = await self._batcher(model, "predict").submit(
-                    columns, rows, inline=call.protocol != "grpc")
+                    columns, rows, inline=call.protocol != "grpc", linger=call.protocol == "grpc")
             self.metrics.predictions(model, rows, call.protocol)
             self._shadow(model, columns, pred, rows)
             return Inference(model, pred, columns)

@@ -232,6 +232,110 @@ def test_concurrent_requests_share_one_call() -> None:
     assert len(where) <= 2  # at most: the first alone, then everyone queued meanwhile
 
 
+class _Clock:
+    """batching's perf_counter, moved by hand: arrival gaps without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _lingering(monkeypatch: pytest.MonkeyPatch) -> tuple[MicroBatcher[Prediction], _Clock,
+                                                          list[int]]:
+    from riskserve.core import batching
+
+    clock = _Clock()
+    monkeypatch.setattr(batching.time, "perf_counter", clock)
+    sizes: list[int] = []
+
+    def call(columns: Any) -> Prediction:
+        sizes.append(len(columns["x"]))
+        return Prediction(np.zeros(len(columns["x"])))
+
+    return MicroBatcher(call, 512), clock, sizes
+
+
+def test_lingering_waits_only_while_requests_arrive_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    from riskserve.core.batching import LINGER_ARRIVALS, LINGER_CAP_S, LINGER_PAUSE_S
+
+    b, clock, _ = _lingering(monkeypatch)
+
+    async def arrive(gap_s: float, n: int) -> None:
+        for _ in range(n):
+            clock.now += gap_s
+            await b.submit({"x": np.zeros(1)}, 1, linger=True)
+
+    def window() -> float:
+        # These arrivals come one after another (each awaited), so every window in between
+        # collected nothing and backed off: clear that, to see what the rate alone says.
+        b._lingered(True)
+        return b.linger_s()
+
+    assert window() == 0.0  # nothing seen yet
+    run(arrive(0.0001, 30))  # 10,000 requests/s
+    assert window() == pytest.approx(LINGER_ARRIVALS * 0.0001, rel=0.05)
+    run(arrive(0.0004, 30))  # 2,500 requests/s: four more take 1.6 ms
+    assert window() == pytest.approx(min(LINGER_CAP_S, LINGER_ARRIVALS * 0.0004), rel=0.05)
+    run(arrive(LINGER_PAUSE_S * 2, 1))  # one request after a pause: the rate starts over
+    assert window() == 0.0
+    run(arrive(LINGER_CAP_S, 30))  # under two per window: waiting would not collect any
+    assert window() == 0.0
+
+
+def test_a_window_that_collects_nothing_backs_lingering_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone closed-loop caller: nothing can arrive while it waits for its own answer."""
+    b, clock, _ = _lingering(monkeypatch)
+
+    async def fast() -> None:
+        for _ in range(30):
+            clock.now += 0.0001
+            await b.submit({"x": np.zeros(1)}, 1, linger=True)
+
+    run(fast())
+    b._lingered(True)
+    skipped = []
+    for _ in range(3):
+        b._lingered(False)
+        n = 0
+        while b.linger_s() == 0.0:
+            n += 1
+        skipped.append(n)
+    assert skipped == [1, 2, 4]
+    b._lingered(True)  # a window that collected someone: linger again at once
+    assert b.linger_s() > 0.0
+
+
+def test_lingering_requests_share_a_model_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests that arrive one at a time while the model is free (gRPC) end up in one call
+    when they arrive within the window; without lingering each is its own call."""
+    b, clock, sizes = _lingering(monkeypatch)
+
+    async def warm() -> None:  # 10,000 requests/s so far
+        for _ in range(30):
+            clock.now += 0.0001
+            await b.submit({"x": np.zeros(1)}, 1, linger=True)
+
+    async def one_at_a_time(linger: bool) -> None:
+        async def later(i: int) -> Prediction:
+            for _ in range(i):  # the i-th request reaches the queue i loop turns later
+                await asyncio.sleep(0)
+            clock.now += 0.0001
+            return await b.submit({"x": np.zeros(1)}, 1, linger=linger)
+
+        await asyncio.gather(*(later(i) for i in range(6)))
+
+    run(one_at_a_time(linger=False))
+    assert len(sizes) >= 3, sizes  # the queue never held more than a couple
+    run(warm())
+    b._lingered(True)  # the warm-up's sequential windows backed off; start from a good one
+    sizes.clear()
+    run(one_at_a_time(linger=True))
+    assert sizes == [6]
+
+
 # ---- drift counters ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["fraud", "risk-flag", "cyber-threat"])

@@ -63,7 +63,7 @@ class Explanation:
 
     `base[i] + contributions[i].sum()` equals the model output named by `space` for row i.
     Only `base` and `contributions` are per row, so a batch splits with
-    `dataclasses.replace(expl, base=..., contributions=...)`. `derived` are the spec's engineered
+    `batching.split_rows` (rows of those two, the rest shared). `derived` are the spec's engineered
     features, so reason codes can show their value (computed from the row's inputs).
     """
 
