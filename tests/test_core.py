@@ -449,3 +449,32 @@ def test_metadata_shows_nullability_per_input() -> None:
     # The gRPC TensorMetadata message has only name, datatype and shape.
     plain = codec.model_metadata(model, ["v1"])
     assert all(set(t) == {"name", "datatype", "shape"} for t in plain["inputs"])
+
+
+def _tensor_variants() -> list[list[Tensor]]:
+    """Valid fraud tensors and one-change variants of them: every way the fast contract
+    check could wrongly accept (a duplicate, a missing or unknown input, a datatype, a shape,
+    rows that differ or are zero)."""
+    good = fraud_tensors(Tensor("amount", "FP64", (2,), [1.0, 2.0]), 2)
+    out = [good, [*good[:-1]], [*good, good[0]], [*good[:-1], good[0]],
+           [*good[:-1], Tensor("x", "FP64", (2,), [1, 2])]]
+    for i, t in enumerate(good):
+        for change in ({"datatype": "BYTES" if t.datatype != "BYTES" else "FP64"},
+                       {"shape": (2, 1)}, {"shape": (1, 2)}, {"shape": (3,)}, {"shape": (0,)},
+                       {"shape": (2, 1, 1)}, {"shape": ()}, {"name": t.name.upper()}):
+            variant = list(good)
+            variant[i] = dataclasses.replace(t, **change)
+            out.append(variant)
+    out.append([dataclasses.replace(t, shape=(2, 1)) for t in good])
+    return out
+
+
+@pytest.mark.parametrize("tensors", _tensor_variants())
+def test_fast_contract_check_accepts_only_what_the_full_check_accepts(
+        tensors: list[Tensor]) -> None:
+    fast = codec._conforming_rows(FRAUD, tensors)
+    try:
+        full: int | None = codec._check_each(FRAUD, tensors)
+    except InvalidInput:
+        full = None
+    assert fast is None or fast == full

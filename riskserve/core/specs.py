@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -92,6 +92,28 @@ class ModelSpec:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+
+T = TypeVar("T")
+
+
+def per_spec(build: Callable[[ModelSpec], T]) -> Callable[[ModelSpec], T]:
+    """Memoise something derived from a spec (a validation plan, a lookup table), built once.
+
+    Keyed by identity, as specs hold a dict and so are unhashable; the spec is kept beside
+    its value, so an id reused after a spec is gone never returns another spec's value.
+    """
+    cache: dict[int, tuple[ModelSpec, T]] = {}
+
+    def get(spec: ModelSpec) -> T:
+        hit = cache.get(id(spec))
+        if hit is None or hit[0] is not spec:
+            hit = cache[id(spec)] = (spec, build(spec))
+        return hit[1]
+
+    get.__doc__ = build.__doc__
+    get.__name__ = build.__name__
+    return get
 
 
 def _rate(name: str, what: str) -> Feature:

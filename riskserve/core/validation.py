@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from riskserve.core.encoding import category_codes, is_missing
-from riskserve.core.specs import Feature, ModelSpec
+from riskserve.core.specs import Feature, ModelSpec, per_spec
 from riskserve.errors import InvalidInput
 
 _NUMBER_TYPES = frozenset({int, float})
@@ -179,8 +179,11 @@ class _Plan:
         self.features = spec.features
         numeric = [f for f in spec.features if not f.is_category]
         self.numeric = tuple(f.name for f in numeric)
-        self.lo = np.array([-np.inf if f.min is None else f.min for f in numeric])
-        self.hi = np.array([np.inf if f.max is None else f.max for f in numeric])
+        # Unbounded sides become the largest finite float: `lo <= x <= hi` then also refuses
+        # NaN (every comparison is false) and +-inf, in the same two comparisons.
+        top = np.finfo(np.float64).max
+        self.lo = np.array([-top if f.min is None else f.min for f in numeric])[:, None]
+        self.hi = np.array([top if f.max is None else f.max for f in numeric])[:, None]
         self.ints = np.array([f.kind == "int" for f in numeric], dtype=bool)
         self.any_int = bool(self.ints.any())
         self.categories = {f.name: None if f.categories is None else frozenset(f.categories)
@@ -227,7 +230,7 @@ class _Plan:
             return None
         if not self._valid_numbers(x):
             return None
-        return self._assemble(rows, x, {n: list(v) for n, v in cats.items()})
+        return self._assemble(rows, x, cats)
 
     def _valid_categories(self, cats: Mapping[str, Sequence[Any]]) -> bool:
         """Every value a string, and in the vocabulary where the feature has a closed one."""
@@ -241,10 +244,12 @@ class _Plan:
     def _valid_numbers(self, x: np.ndarray) -> bool:
         """Every value of `x` [numeric features, rows] finite, in bounds, integral if int."""
         with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(x) | (x < self.lo[:, None]) | (x > self.hi[:, None])
+            if not ((x >= self.lo) & (x <= self.hi)).all():
+                return False
             if self.any_int:
-                bad[self.ints] |= x[self.ints] != np.floor(x[self.ints])
-        return not bool(bad.any())
+                whole = x[self.ints]
+                return bool((whole == np.floor(whole)).all())
+        return True
 
     def _assemble(self, rows: int, by_column: np.ndarray,
                   cats: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
@@ -252,23 +257,19 @@ class _Plan:
         out: dict[str, np.ndarray] = {}
         for f in self.features:
             if f.is_category:
+                values = cats[f.name]
+                if isinstance(values, np.ndarray) and values.dtype == object:
+                    out[f.name] = values  # a decoded tensor: already this request's own array
+                    continue
                 arr = np.empty(rows, dtype=object)
-                arr[:] = cats[f.name]
+                arr[:] = values
                 out[f.name] = arr
             else:
                 out[f.name] = by_feature[f.name]
         return out
 
 
-_PLANS: dict[int, tuple[ModelSpec, _Plan]] = {}
-
-
-def _plan(spec: ModelSpec) -> _Plan:
-    """The spec's plan, built once (keyed by identity: specs hold a dict, so are unhashable)."""
-    hit = _PLANS.get(id(spec))
-    if hit is None or hit[0] is not spec:
-        hit = _PLANS[id(spec)] = (spec, _Plan(spec))
-    return hit[1]
+_plan = per_spec(_Plan)
 
 
 def columns_from_frame(spec: ModelSpec, frame: pd.DataFrame, offset: int = 0

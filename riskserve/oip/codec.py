@@ -22,7 +22,7 @@ import pandas as pd
 
 from riskserve.core import validation
 from riskserve.core.scoring import Prediction, ScoringModel
-from riskserve.core.specs import Feature, ModelSpec
+from riskserve.core.specs import Feature, ModelSpec, per_spec
 from riskserve.errors import InvalidInput
 
 SERVER_NAME = "riskserve"
@@ -48,7 +48,7 @@ _INTEGER = frozenset(d for d in NUMERIC if "INT" in d)
 _LENGTH = struct.Struct("<I")
 
 
-@dataclass
+@dataclass(slots=True)
 class Tensor:
     """One input tensor as received; `data` is decoded only after the contract checks.
 
@@ -91,12 +91,42 @@ def _datatype_expectation(f: Feature) -> str:
     return f"datatype {allowed[0]} (also accepted: {', '.join(allowed[1:])})"
 
 
+@per_spec
+def _accepted_by_name(spec: ModelSpec) -> dict[str, frozenset[str]]:
+    """Each input's accepted datatypes, by name."""
+    return {f.name: frozenset(accepted_datatypes(f)) for f in spec.features}
+
+
+def _conforming_rows(spec: ModelSpec, tensors: Sequence[Tensor]) -> int | None:
+    """N when the tensors are exactly the contract's inputs, each once, with an accepted
+    datatype and the same shape [N] or [N, 1] (N >= 1); else None, and `check_tensors` finds
+    and names what is wrong. The per-request path: one dict lookup per tensor."""
+    accepted = _accepted_by_name(spec)
+    if len(tensors) != len(accepted):
+        return None
+    shape = tensors[0].shape
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
+        return None
+    names = set()
+    for t in tensors:
+        if t.shape != shape or t.datatype not in accepted.get(t.name, ()):
+            return None
+        names.add(t.name)
+    return shape[0] if len(names) == len(accepted) else None
+
+
 def check_tensors(spec: ModelSpec, tensors: Sequence[Tensor]) -> int:
     """Check names, datatypes and shapes against the contract; returns the row count N.
 
     Runs before any data is decoded, so a wrong request costs nothing and the row limit can
     be enforced on the declared shape.
     """
+    n = _conforming_rows(spec, tensors)
+    return n if n is not None else _check_each(spec, tensors)
+
+
+def _check_each(spec: ModelSpec, tensors: Sequence[Tensor]) -> int:
+    """check_tensors one tensor at a time: the first problem found is the error."""
     names = spec.feature_names
     if not tensors:
         raise InvalidInput("inputs", f"one input tensor per feature: {', '.join(names)}")
@@ -138,9 +168,18 @@ def _count_error(t: Tensor, count: int, got: str) -> InvalidInput:
     return InvalidInput(t.name, f"{count} values for shape {list(t.shape)}", problem=got)
 
 
+# Below this many elements Python's bytes.decode is faster than one numpy call (~4 us fixed).
+_NUMPY_DECODE_FROM = 32
+
+
 def _utf8(t: Tensor, items: Sequence[bytes]) -> np.ndarray:
-    """bytes elements -> object array of str, decoded by numpy rather than per row in Python."""
+    """bytes elements -> object array of str: numpy decodes many at once, Python a few (a
+    single row's category) faster; the strings are the same."""
     try:
+        if len(items) < _NUMPY_DECODE_FROM:
+            out = np.empty(len(items), dtype=object)
+            out[:] = [bytes(b).decode("utf-8") for b in items]
+            return out
         return np.strings.decode(np.array(items, dtype=np.bytes_), "utf-8").astype(object)
     except UnicodeDecodeError:
         raise InvalidInput(t.name, "UTF-8 text in every BYTES element",
