@@ -23,12 +23,14 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install pinned requirements (idempotent)
 
-# wrk: the bench's HTTP load generator (C, so the client leaves the servers their cores).
-WRK_INSTALL = command -v wrk >/dev/null || { echo "installing Debian's wrk (the bench's HTTP load generator)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+# wrk and h2load (nghttp2-client): the bench's HTTP and gRPC load generators (C, so the client
+# leaves the servers their cores).
+LOADGEN_INSTALL = command -v wrk >/dev/null && command -v h2load >/dev/null || { \
+	  echo "installing Debian's wrk and nghttp2-client (h2load): the bench's HTTP and gRPC load generators"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client >/dev/null; }
 
-deps:  ## system packages the tests use (Debian: prometheus, shellcheck, chromium for the docs page, wrk)
-	@$(WRK_INSTALL)
+deps:  ## system packages the tests use (Debian: prometheus, shellcheck, chromium for the docs page, wrk, h2load)
+	@$(LOADGEN_INSTALL)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  echo "installing Debian's prometheus package (promtool + server) for the tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
@@ -127,8 +129,8 @@ test-container: image  ## run the image and the chart's pod under podman, on loo
 # reports/bench/<timestamp>/ and the latest copy in benchmarks/RESULTS.md + results.png.
 .PHONY: bench bench-deps bench-decisions fuzz profile
 
-bench-deps:  ## wrk (Debian) for the bench; without it the HTTP cells fall back to aiohttp
-	@$(WRK_INSTALL) || echo "wrk could not be installed: the bench's HTTP cells use aiohttp"
+bench-deps:  ## wrk and h2load (Debian) for the bench; without them it falls back to aiohttp / grpc.aio
+	@$(LOADGEN_INSTALL) || echo "wrk / h2load could not be installed: the bench uses aiohttp / grpc.aio"
 
 # make bench compares with BENCH_BASELINE (empty: no baseline); BENCH_ARGS adds any flag of
 # `python -m benchmarks --help` (e.g. BENCH_ARGS="--scenarios neighbours --peers seed").

@@ -47,7 +47,7 @@ def software(peers: list[str]) -> str:
     return (f"riskserve on BentoML {version('bentoml')}, uvicorn {version('uvicorn')}, "
             f"xgboost {version('xgboost-cpu')}, lightgbm {version('lightgbm')}, "
             f"scikit-learn {version('scikit-learn')}; peers: {listed}; load generator "
-            f"{_http_client()} / grpcio {version('grpcio')}")
+            f"{_http_client()} / {_grpc_client()}")
 
 
 def _http_client() -> str:
@@ -62,15 +62,31 @@ def _http_client() -> str:
     return out.split(" [")[0].strip() or "wrk"
 
 
+def _grpc_client() -> str:
+    from benchmarks import load
+
+    if load.grpc_client() == "grpcio":
+        return f"grpc.aio {version('grpcio')} (h2load not installed)"
+    try:
+        out = subprocess.run(["h2load", "--version"], capture_output=True, text=True,
+                             timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    return out.strip().splitlines()[0] if out.strip() else "h2load"
+
+
 METHOD = """\
 - Closed loop: C clients each send one single-row request, wait for the answer, send the
   next ({seconds:g} s measured per cell, in {rounds} rounds each after {warmup:g} s of warm-up,
   at most {max_requests:,} requests per round, 10 s timeout per request). req/s counts
   successful answers; p50/p95/p99 are over them; errors are any other status or a timeout.
   The load generator (HTTP: Debian's `wrk`, one thread, keep-alive connections, cycling
-  pre-formatted requests, falling back to aiohttp where wrk is not installed; gRPC: grpc.aio
-  with one channel per client) runs on the same 2 cores as the server, the same for every
-  server. wrk reports a latency histogram: percentiles are read from 1000 of its quantiles.
+  pre-formatted requests, falling back to aiohttp where wrk is not installed; gRPC: nghttp2's
+  `h2load`, one thread, one HTTP/2 connection per client, one stream at a time, sending the
+  first row's request (checked first with a real gRPC call: h2load sees HTTP statuses, not
+  gRPC ones), falling back to grpc.aio with one channel per client) runs on the same 2 cores
+  as the server, the same for every server. wrk reports a latency histogram: percentiles are
+  read from 1000 of its quantiles; h2load logs every request's latency.
 - Same model version everywhere: riskserve loads it from the BentoML store; the seed-style
   FastAPI app unpickles the same estimator (XGBClassifier / LightGBM Booster / the fitted
   scikit-learn forest or SVM pipeline, with the n_jobs it was trained with) with the encoder's

@@ -98,8 +98,8 @@ def online_verdicts(rows: list[Row], workers: int, clients: int) -> list[Verdict
         if not math.isnan(grpc):
             v = _at_least(f"{model} gRPC within 20 % of REST /v1 ({clients} clients)",
                           grpc, rest, 0.8, "req/s")
-            # The load generators differ (grpc.aio vs wrk); server CPU per request does not
-            # depend on the client: it says how much of the gap is the server's.
+            # Server CPU per request does not depend on the client (h2load vs wrk, or the
+            # Python fallbacks): it says how much of the gap is the server's.
             g = find(rows, model=model, server="riskserve", protocol="grpc", **at)
             r = find(rows, model=model, server="riskserve", protocol="v1", **at)
             if g and r and not math.isnan(g.cpu_ms + r.cpu_ms) and r.cpu_ms:

@@ -1,8 +1,10 @@
-"""The bench's wrk load generator: every body reaches the server byte for byte, in turn, with
-its headers; non-2xx answers are errors, not successes; latencies come back in milliseconds.
+"""The bench's C load generators. wrk: every body reaches the server byte for byte, in turn,
+with its headers; non-2xx answers are errors, not successes; latencies come back in
+milliseconds. h2load (gRPC): real gRPC calls with the metadata, each latency logged, and a
+request the server refuses stops the run before any load.
 
-Runs only where Debian's `wrk` is installed (`make bench` installs it; the bench falls back to
-aiohttp without it).
+Run only where Debian's `wrk` / `h2load` are installed (`make deps` and `make bench` install
+them; the bench falls back to aiohttp / grpc.aio without them).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import pytest
 
 from benchmarks import load
 
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+needs_h2load = pytest.mark.skipif(shutil.which("h2load") is None,
+                                  reason="h2load (nghttp2-client) is not installed")
 
 BODIES = [b'{"rows": [{"a": 1}]}', b'{"b": "\\"quoted\\" \\\\ back\\nslash"}', bytes(range(256))]
 
@@ -51,6 +55,7 @@ def server() -> Iterator[tuple[str, Counter[bytes]]]:
         httpd.shutdown()
 
 
+@needs_wrk
 def test_wrk_sends_every_body_with_headers_and_counts_errors(
         server: tuple[str, Counter[bytes]]) -> None:
     url, seen = server
@@ -65,3 +70,68 @@ def test_wrk_sends_every_body_with_headers_and_counts_errors(
 def test_remote_targets_are_refused() -> None:
     with pytest.raises(ValueError, match="loopback"):
         asyncio.run(load.wrk_load("http://example.com/", BODIES, {}, 1, 1.0, warmup_s=0))
+    with pytest.raises(ValueError, match="loopback"):
+        asyncio.run(load.h2load_load("example.com:50051", "/a.B/C", BODIES, (), 1, 1.0,
+                                     warmup_s=0))
+
+
+@pytest.fixture()
+def grpc_server() -> Iterator[tuple[str, Counter[tuple[bytes, str | None]]]]:
+    """A real gRPC server (grpcio's sync one): OK for the first body with key "k", else
+    INVALID_ARGUMENT; counts what it received, with the key it came with."""
+    from concurrent import futures
+
+    import grpc
+
+    seen: Counter[tuple[bytes, str | None]] = Counter()
+
+    def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+        key = dict(context.invocation_metadata()).get("x-api-key")
+        seen[(request, key)] += 1
+        if request != BODIES[0] or key != "k":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no")
+        return b"answer"
+
+    class Handler(grpc.GenericRpcHandler):
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(unary)
+
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    server.add_generic_rpc_handlers([Handler()])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", seen
+    finally:
+        server.stop(0)
+
+
+@needs_h2load
+def test_h2load_makes_real_grpc_calls_and_logs_each_latency(
+        grpc_server: tuple[str, Counter[tuple[bytes, str | None]]]) -> None:
+    target, seen = grpc_server
+    warmed = asyncio.run(load.h2load_load(target, "/a.B/C", BODIES, (("x-api-key", "k"),), 2,
+                                          1.0, warmup_s=1.0))
+    before = seen[(BODIES[0], "k")]
+    result = asyncio.run(load.h2load_load(target, "/a.B/C", BODIES, (("x-api-key", "k"),), 2,
+                                          1.0, warmup_s=0))
+    assert set(seen) == {(BODIES[0], "k")}  # the protobuf body, framed, with its metadata
+    assert result.error_count == 0 and result.ok > 50
+    # Every logged call reached the server, plus the check call and at most one call per
+    # client still in flight when the duration ended (h2load stops those unlogged).
+    assert result.ok + 1 <= seen[(BODIES[0], "k")] - before <= result.ok + 1 + 2
+    # The warm-up's calls are not counted: the warmed run measured about one second's worth.
+    assert 0.5 * result.ok < warmed.ok < 1.5 * result.ok
+    assert 0 < result.p50 <= result.p99 < 1000  # milliseconds
+    assert result.rps == pytest.approx(result.ok / result.seconds)
+
+
+@needs_h2load
+def test_h2load_refuses_to_load_a_request_the_server_rejects(
+        grpc_server: tuple[str, Counter[tuple[bytes, str | None]]]) -> None:
+    """h2load sees HTTP 200 for a gRPC error: the body is checked with a real call first."""
+    target, seen = grpc_server
+    with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
+        asyncio.run(load.h2load_load(target, "/a.B/C", BODIES, (("x-api-key", "wrong"),), 2,
+                                     1.0, warmup_s=0))
+    assert sum(seen.values()) == 1  # the check call only: no load was sent
