@@ -178,8 +178,11 @@ class DataPlane:
             model = self.resolve(call)
             with self._admitted(model):
                 columns, rows = await self._validated(model, decode)
+                # gRPC requests reach the queue one at a time (grpc.aio): their batches go to
+                # the model's thread, so the next keeps filling, and linger under load.
+                one_at_a_time = call.protocol == "grpc"
                 pred = await self._batcher(model, "predict").submit(
-                    columns, rows, inline=call.protocol != "grpc", linger=call.protocol == "grpc")
+                    columns, rows, inline=not one_at_a_time, linger=one_at_a_time)
             self.metrics.predictions(model, rows, call.protocol)
             self._shadow(model, columns, pred, rows)
             return Inference(model, pred, columns)

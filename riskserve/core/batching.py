@@ -191,6 +191,8 @@ class MicroBatcher(Generic[R]):
         each batch pays a fixed cost (the thread hop, the model call, drift counting) that
         dominates one row, and under load waiting for a few more halves the cost per request.
         An idle or lightly loaded model never waits; a lone caller waits ever more rarely.
+        Each call stands for one batch being formed: while backing off it counts one of the
+        batches to skip, so call it once per batch.
         """
         if self._gap_s * 2 >= LINGER_CAP_S:
             return 0.0
