@@ -101,10 +101,13 @@ def _endpoint_fix() -> None:
     exception handlers use). Two BentoML answers are corrected on the way, both found by
     fuzzing /docs.json with schemathesis: a malformed multipart upload (Starlette's
     HTTPException(400) inside BentoML's form parsing) became a 500 and is now that 400, and
-    BentoML's own 4xx came as a one-element JSON list instead of an object.
+    BentoML's own 4xx came as a one-element JSON list instead of an object. A body that fails
+    the pydantic input model (no `inputs`, a number for a list) is answered here too: BentoML
+    logged each one with a full traceback and said only "1 validation error for Input".
     """
     from _bentoml_impl.server.app import ServiceAppFactory
     from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
     from starlette.exceptions import HTTPException
 
     from riskserve import http
@@ -117,6 +120,8 @@ def _endpoint_fix() -> None:
             return await original(self, name, request)
         except RiskserveError as exc:
             return http.error_response(exc)
+        except ValidationError as exc:
+            return http.error_response(_schema_error(exc))
         except HTTPException as exc:  # e.g. "Invalid multipart data." from the form parser
             return http.error_response(BadRequest(str(exc.detail), {"field": "body"}),
                                        exc.status_code)
@@ -127,6 +132,31 @@ def _endpoint_fix() -> None:
             return http.error_response(BadRequest(str(exc)), status)
 
     _replace(ServiceAppFactory, "api_endpoint", api_endpoint)
+
+
+def _schema_error(exc: Any) -> Any:
+    """A pydantic ValidationError of a request body as one BadRequest naming the first field.
+
+    `detail.errors` keeps pydantic's list (location, message, type) without the input values:
+    an answer does not echo a caller's data back.
+    """
+    from riskserve.errors import BadRequest
+
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors(include_url=False, include_input=False)]
+    first = errors[0] if errors else {"loc": [], "msg": str(exc)}
+    field = _dotted(first["loc"]) or "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return BadRequest(f"field '{field}': {first['msg']}{more}; the request schema is at /docs.json",
+                      {"field": field, "errors": errors})
+
+
+def _dotted(loc: list[Any]) -> str:
+    """pydantic's location tuple as one field path: ("inputs", 0, "amount") -> inputs[0].amount."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _openapi_fix() -> None:

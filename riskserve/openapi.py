@@ -28,8 +28,8 @@ KEYED = [{"apiKey": []}, {"bearer": []}]
 
 # Why each status is answered (per route, `_responses` picks the ones that route can give).
 WHY = {
-    "400": "Malformed request: not JSON, a missing or mistyped field (BentoML's own check: "
-           "`detail` lists pydantic's errors), an unreadable CSV.",
+    "400": "Malformed request: not JSON, a missing or mistyped field (`detail.field` names "
+           "the first, `detail.errors` lists pydantic's errors), an unreadable CSV.",
     "401": "Missing or unknown API key (answered before the body is read).",
     "403": "The key may not use this model (its `models=` scope); `detail.allowed` lists "
            "what it may use.",

@@ -208,3 +208,19 @@ def test_socket_fix_gives_each_worker_its_own_socket_on_one_port() -> None:
     finally:
         for s in (api, other, first, second):
             s.close()
+
+
+def test_endpoint_fix_names_the_first_field_pydantic_refused() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    class Body(BaseModel):
+        model: str
+        inputs: list[dict[str, float]]
+
+    try:
+        Body.model_validate({"model": "fraud", "inputs": [{"amount": "lots"}], "x": 1})
+    except ValidationError as exc:
+        status, body = _fixed_endpoint_answer(exc)
+    assert status == 400 and body["detail"]["field"] == "inputs[0].amount"
+    assert body["error"].startswith("field 'inputs[0].amount': ")
+    assert "lots" not in json.dumps(body)  # pydantic's input values are not echoed back
