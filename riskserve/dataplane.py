@@ -27,7 +27,7 @@ import numpy as np
 
 from riskserve.auth import ANONYMOUS, Caller
 from riskserve.core import store
-from riskserve.core.batching import MicroBatcher, split_rows
+from riskserve.core.batching import MicroBatcher, RowCost, split_rows
 from riskserve.core.encoding import Columns
 from riskserve.core.registry import Registry
 from riskserve.core.scoring import Prediction, ScoringModel
@@ -116,6 +116,7 @@ class DataPlane:
         self.settings = settings
         self.metrics = metrics
         self._batchers: dict[tuple[str, str, str], MicroBatcher[Any]] = {}
+        self._row_costs: dict[tuple[str, str], RowCost] = {}
         self._in_flight: dict[str, int] = {}
         overrides = parse_overrides(settings.model_max_concurrency_overrides)
         self._limits = {n: overrides.get(n, settings.model_max_concurrency)
@@ -291,23 +292,37 @@ class DataPlane:
         key = (model.spec.name, model.version, path)
         b = self._batchers.get(key)
         if b is None:
+            cost = self._row_cost(model)
+            heavy_row_s = self.settings.heavy_row_ms / 1000
+            options = {"heavy": lambda: cost.above(heavy_row_s),
+                       "heavy_nice": self.settings.heavy_nice}
             if path == "predict":
                 b = MicroBatcher(lambda cols: self._score(model, cols),
                                  self.settings.max_batch_size,
                                  max_wait_s=self.settings.max_batch_wait_ms / 1000,
-                                 name=model.spec.name)
+                                 name=model.spec.name, **options)
             else:
                 b = MicroBatcher(lambda cols: self._explain(model, cols),
                                  self.settings.max_batch_size, _split_pairs,
-                                 name=f"{model.spec.name}-explain")
+                                 name=f"{model.spec.name}-explain", **options)
             self._batchers[key] = b
         return b
 
+    def _row_cost(self, model: ScoringModel) -> RowCost:
+        key = (model.spec.name, model.version)
+        cost = self._row_costs.get(key)
+        if cost is None:
+            cost = self._row_costs[key] = RowCost()
+        return cost
+
     def _score(self, model: ScoringModel, columns: Columns) -> Prediction:
-        """One model call, timed and fed to the drift counters: every path scores through here."""
-        start = time.perf_counter()
+        """One model call, timed and fed to the drift counters: every path scores through here.
+        Its CPU per row (the model alone) says whether the model is heavy (see batching)."""
+        start, cpu = time.perf_counter(), time.thread_time()
         pred = model.predict(columns)
-        self.metrics.observe_batch(model, columns, pred, len(pred), time.perf_counter() - start)
+        rows = len(pred)
+        self._row_cost(model).observe(rows, time.thread_time() - cpu)
+        self.metrics.observe_batch(model, columns, pred, rows, time.perf_counter() - start)
         return pred
 
     def _explain(self, model: ScoringModel, columns: Columns) -> tuple[Prediction, Any]:
@@ -325,6 +340,7 @@ class DataPlane:
 
     def forget(self, model: ScoringModel) -> None:
         """A version left the registry's cache: close its batchers (and their threads)."""
+        self._row_costs.pop((model.spec.name, model.version), None)
         for path in ("predict", "explain"):
             b = self._batchers.pop((model.spec.name, model.version, path), None)
             if b is not None:

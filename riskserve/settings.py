@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     """Extra time a batch waits for more requests. 0 (default): never wait; requests that queue
     while the model is busy still share the next call, so batches grow with load anyway."""
 
+    heavy_row_ms: float = 0.15
+    """A model whose calls cost more CPU than this per row (the cheapest row of the model
+    call alone, once it has made 16 calls) is heavy: its calls always run on its own thread,
+    at the priority heavy_nice."""
+
+    heavy_nice: int = Field(default=19, ge=0, le=19)
+    """Linux nice value of a heavy model's thread; 0 keeps it at the worker's priority. When the
+    cores are short, cheap models' requests then go first and heavy ones get what is left."""
+
     max_concurrency: int = 256
     """Requests in flight per worker before new ones are shed at once: HTTP 429 (BentoML's
     traffic control), gRPC RESOURCE_EXHAUSTED. Bounds queueing, so overload answers fast."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from riskserve.auth import ANONYMOUS, Caller
-from riskserve.core.batching import CostModel, MicroBatcher
+from riskserve.core.batching import HEAVY_AFTER_CALLS, CostModel, MicroBatcher, RowCost
 from riskserve.core.registry import Registry
 from riskserve.core.scoring import Prediction
 from riskserve.core.specs import MODEL_NAMES, SPECS
@@ -219,6 +219,74 @@ def test_waiting_on_the_models_thread_is_not_counted_as_cost() -> None:
 
     run(scenario())
     assert where == ["thread", "loop", "loop"]
+
+
+def test_row_cost_keeps_the_cheapest_row_once_enough_calls_are_seen() -> None:
+    cost = RowCost()
+    cost.observe(1, 0.050)  # a first call's lazy set-up
+    assert not cost.above(0.0001, after_calls=2)  # one call says nothing yet
+    cost.observe(8, 0.0016)
+    assert cost.seconds == pytest.approx(0.0002) and cost.above(0.0001, after_calls=2)
+    cost.observe(4, 0.0002)
+    assert not cost.above(0.0001, after_calls=2)  # its cheapest row decides
+    cost.observe(0, 0.0)  # an empty call is no evidence
+    assert cost.calls == 3
+
+
+def _thread_nice() -> int:
+    import os
+
+    return os.getpriority(os.PRIO_PROCESS, 0)  # Linux: 0 is the calling thread
+
+
+def test_a_heavy_models_calls_all_run_on_its_thread_at_a_lower_priority() -> None:
+    """Cheap calls go inline until the owner calls the model heavy; from then on every call
+    runs on the model's thread, whose nice value is raised once. A cheap model's is not."""
+    import threading
+
+    heavy = [False]
+    seen: dict[str, list[Any]] = {"heavy": [], "cheap": []}
+
+    def call_for(name: str) -> Callable[[Any], Prediction]:
+        def call(columns: Any) -> Prediction:
+            on_loop = threading.current_thread() is threading.main_thread()
+            seen[name].append("loop" if on_loop else _thread_nice())
+            return Prediction(np.zeros(1))
+        return call
+
+    base = _thread_nice()
+    target = max(base, 7)
+    b: MicroBatcher[Prediction] = MicroBatcher(call_for("heavy"), 512, heavy=lambda: heavy[0],
+                                               heavy_nice=7)
+    cheap: MicroBatcher[Prediction] = MicroBatcher(call_for("cheap"), 512, heavy_nice=7)
+
+    async def three(batcher: MicroBatcher[Prediction]) -> None:
+        for _ in range(3):
+            await batcher.submit({"x": np.zeros(1)}, 1)
+
+    run(three(b))
+    heavy[0] = True
+    run(three(b))
+    run(cheap.run({"x": np.zeros(1)}, 1))  # on its thread, never heavy
+    assert seen["heavy"] == [base, "loop", "loop", target, target, target]
+    assert seen["cheap"] == [base]
+    assert _thread_nice() == base  # the loop's own thread is never touched
+    b.close()
+    cheap.close()
+
+
+def test_the_data_plane_calls_a_model_heavy_from_its_cpu_per_row(trained: dict) -> None:
+    def heavy_after(calls: int, **settings: Any) -> bool:
+        dp = make_dp(trained, heavy_nice=0, **settings)
+        frame = sample_frame("fraud", 1)
+        for _ in range(calls):
+            run(dp.infer(Call("fraud"), handlers.records(records("fraud", frame))))
+        model = dp.resolve(Call("fraud"))
+        return dp._batcher(model, "predict").heavy
+
+    assert not heavy_after(HEAVY_AFTER_CALLS, heavy_row_ms=1000.0)
+    assert not heavy_after(HEAVY_AFTER_CALLS - 1, heavy_row_ms=0.0)  # too few calls to say
+    assert heavy_after(HEAVY_AFTER_CALLS, heavy_row_ms=0.0)
 
 
 def test_concurrent_requests_share_one_call() -> None:
