@@ -1,6 +1,7 @@
 """Scored CSVs echo the caller's lines only where each line is exactly one of pandas' rows: the
 right prediction lands on the right row for line endings, blank lines, a BOM, quoted fields and
-a column named like an added one, in any chunking. The real handler and data plane, in process.
+a column named like an added one, in any chunking and any read block size. The real handler
+and data plane, in process.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def score(trained: dict, tmp_path: Path, data: bytes, chunk_rows: int = 7) -> by
     dp = make_dp(trained, csv_chunk_rows=chunk_rows)
     response = asyncio.run(handlers.predict_csv(dp, Call("fraud"), path))
     return asyncio.run(_body(response))
+
+
+@pytest.fixture(autouse=True, params=[1 << 20, 61], ids=["one-block", "61-byte-blocks"])
+def read_bytes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The echo reads the upload in blocks: every case also with lines cut across blocks."""
+    from riskserve.v1 import csv_echo
+
+    monkeypatch.setattr(csv_echo, "READ_BYTES", request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +120,14 @@ def test_a_column_named_like_an_added_one_is_overwritten_as_before(
     np.testing.assert_allclose(got["probability"], expected(trained, frame), rtol=1e-12)
 
 
+@pytest.mark.parametrize("row", [4, 30])  # in the first chunk; while an earlier one scores
 def test_a_short_row_is_still_refused(trained: dict, tmp_path: Path,
-                                      frame: pd.DataFrame) -> None:
+                                      frame: pd.DataFrame, row: int) -> None:
     text = sent(frame)
-    text[5] = text[5].rsplit(",", 1)[0]  # one field short: pandas reads NaN there
+    text[row + 1] = text[row + 1].rsplit(",", 1)[0]  # one field short: pandas reads NaN there
     with pytest.raises(InvalidInput) as err:
         score(trained, tmp_path, ("\n".join(text) + "\n").encode())
-    assert err.value.detail["rows"] == [4]
+    assert err.value.detail["rows"] == [row]
 
 
 @pytest.mark.parametrize("column", [

@@ -4,7 +4,9 @@ columns (prediction, probability, reasons).
 Writing the parsed frame back with pandas (`to_csv`) took 0.40 s of a 100k-row fraud file's
 ~0.9 s, almost all of it formatting the caller's own numbers back into text. Echoing the lines
 costs ~0.1 s and returns every input cell exactly as sent. It reads the upload's bytes a second
-time, line by line beside pandas' chunks (from the page cache, no parsing).
+time, in 1 MiB blocks beside pandas' chunks (from the page cache, no parsing), each block checked
+and split with bytes methods rather than in a Python loop per line (a 50k-row fraud chunk's
+echo: 0.28 s -> 0.14 s on a 2 GHz core; formatting the added cells is now most of it).
 
 The echo is only used while each line is provably one of pandas' rows, in the same order: no
 quote character (a quoted field may hold a newline or a comma), no bare carriage return (pandas
@@ -18,7 +20,8 @@ the formatting of the input cells may differ.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from itertools import repeat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -67,6 +70,42 @@ def _content(line: bytes) -> bytes | None:
     return line
 
 
+def _before_line_of(data: bytes, at: int) -> int:
+    """The offset where the line holding `data[at]` starts."""
+    return data.rfind(b"\n", 0, at) + 1
+
+
+def echoable_lines(data: bytes, commas: int) -> tuple[list[bytes], bool]:
+    """The data lines of `data` (whole lines, blank ones skipped) up to the first one that may
+    not be exactly one of pandas' rows, and whether there was no such line.
+
+    Whole blocks are checked with bytes methods (a quote, a bare carriage return) and the lines
+    split once: 20x faster than a Python loop over the file's lines, which took ~60 % of the
+    echo's time."""
+    clean = True
+    quote = data.find(b'"')
+    if quote >= 0:
+        data, clean = data[:_before_line_of(data, quote)], False
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+        bare = data.find(b"\r")
+        if bare >= 0:
+            data, clean = data[:_before_line_of(data, bare)], False
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # after the last terminator
+    if b"" in lines:
+        lines = [line for line in lines if line]  # blank lines: pandas skips them too
+    counts = list(map(bytes.count, lines, repeat(b",")))
+    if counts.count(commas) != len(counts):
+        first = next(i for i, c in enumerate(counts) if c != commas)
+        lines, clean = lines[:first], False
+    return lines, clean
+
+
+READ_BYTES = 1 << 20
+
+
 class LineEcho:
     """Hands out the upload's data lines chunk by chunk, aligned with pandas' chunks."""
 
@@ -75,7 +114,10 @@ class LineEcho:
         self.header = header
         self.names = {n.strip() for n in header.decode("utf-8", "replace").split(",")}
         self._commas = header.count(b",")
-        self._lines: Iterator[bytes | None] | None = self._data_lines()
+        self._lines: list[bytes] = []  # echoable lines read ahead, in order
+        self._rest = b""  # the block's last line, until its terminator is read
+        self._more = True  # False at the end of the file or after a line pandas must write
+        self._open = True
 
     @classmethod
     def open(cls, path: Path) -> LineEcho | None:
@@ -91,34 +133,42 @@ class LineEcho:
         fh.close()
         return None
 
-    def _data_lines(self) -> Iterator[bytes | None]:
-        for raw in self._fh:
-            line = _content(raw)
-            if line == b"":
-                continue
-            yield line if line is not None and line.count(b",") == self._commas else None
-
     def close(self) -> None:
-        self._lines = None
+        self._open = False
+        self._lines = []
         self._fh.close()
 
+    def _read(self) -> None:
+        """The next block's echoable lines onto the read-ahead ones."""
+        block = self._fh.read(READ_BYTES)
+        data = self._rest + block
+        if block:
+            cut = data.rfind(b"\n") + 1
+            data, self._rest = data[:cut], data[cut:]
+        else:  # the end: a last line without a terminator is a row too
+            self._rest, self._more = b"", False
+            data = data.removesuffix(b"\r")
+        if data:
+            lines, clean = echoable_lines(data, self._commas)
+            self._lines += lines
+            self._more = self._more and clean
+
     def _take(self, n: int) -> list[bytes] | None:
-        if self._lines is None:
+        if not self._open:
             return None
-        out: list[bytes] = []
-        for line in self._lines:
-            if line is None:
-                break
-            out.append(line)
-            if len(out) == n:
-                return out
-        self.close()  # a line that breaks a condition, or fewer lines than rows: pandas' turn
-        return None
+        while len(self._lines) < n and self._more:
+            self._read()
+        if len(self._lines) < n:
+            self.close()  # a line that breaks a condition, or fewer lines than rows: pandas' turn
+            return None
+        out = self._lines[:n]
+        del self._lines[:n]
+        return out
 
     def render(self, rows: int, added: Mapping[str, np.ndarray], header: bool) -> bytes | None:
         """The next `rows` lines with the added cells, or None (and no more echo) when they
         cannot be echoed; the caller then renders this chunk and the rest with pandas."""
-        if self._lines is None or self.names & set(added):
+        if not self._open or self.names & set(added):
             return None
         lines = self._take(rows)
         if lines is None:
@@ -127,8 +177,7 @@ class LineEcho:
         if len(cells) != rows + 1:  # a cell with a newline in it: pandas writes this chunk
             self.close()
             return None
-        body = b"".join([line + b"," + cell + b"\n"
-                         for line, cell in zip(lines, cells, strict=False)])
+        body = b"\n".join(map(b",".join, zip(lines, cells[:rows], strict=True))) + b"\n"
         if header:
             body = self.header + b"," + ",".join(added).encode() + b"\n" + body
         return body
