@@ -36,6 +36,7 @@ from riskserve import lifecycle
 from riskserve.core.specs import MODEL_NAMES
 from riskserve.devtools import server
 from riskserve.errors import ConfigurationError
+from tests.polling import eventually
 
 ROW = {"step": 1, "type": "TRANSFER", "amount": 181.0, "oldbalance_org": 181.0,
        "newbalance_orig": 0.0, "oldbalance_dest": 0.0, "newbalance_dest": 0.0}
@@ -71,17 +72,6 @@ def client_connections(pid: int, port: int) -> int:
         return 0
     return sum(1 for c in conns
                if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port)
-
-
-def wait_for(what: str, check: Any, timeout_s: float, interval_s: float = 0.1) -> Any:
-    """Poll `check()` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(interval_s)  # polling interval; the deadline bounds the wait
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def served_by(log_text: str, wid: int) -> int:
@@ -254,7 +244,8 @@ def pair(trained: dict, tmp_path: Path) -> Iterator[server.Served]:
 
 
 def test_kill_9_one_worker_under_load(pair: server.Served) -> None:
-    before = wait_for("two workers", lambda: (w if len(w := workers(pair)) == 2 else None), 30)
+    before = eventually(lambda: (w if len(w := workers(pair)) == 2 else None), 30,
+                        "two workers", interval_s=0.1)
     held: dict[int, int] = {}
 
     async def scenario() -> tuple[Load, float, float, int, int]:

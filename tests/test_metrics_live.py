@@ -6,8 +6,7 @@ check the exported counters, the recording rules' PSI, and every dashboard query
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +21,7 @@ from riskserve.devtools import server
 from riskserve.devtools.prometheus import PrometheusServer, run_prometheus
 from riskserve.devtools.samples import records
 from tests.conftest import REPO, SEED
+from tests.polling import eventually
 from training import pipeline
 from training.__main__ import family_of
 
@@ -30,18 +30,6 @@ RULES = REPO / "grafana" / "rules" / "riskserve.rules.yaml"
 PRODUCED_TRAFFIC = frozenset({"feedback", "shadow"})
 ROWS = 3_000
 CHUNK = 100
-
-
-def eventually(check: Callable[[], Any], timeout_s: float = 60.0, what: str = "") -> Any:
-    """Poll `check` until it returns a truthy value, failing with `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)  # poll interval; the condition itself is what the test waits for
-    pytest.fail(f"timed out after {timeout_s}s waiting for {what}; last value: {last!r}")
 
 
 def training_like(name: str, n: int = ROWS) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from riskserve.core.specs import MODEL_NAMES
 from riskserve.devtools import server
 from riskserve.devtools.samples import GOOD_FRAUD
+from tests.polling import eventually, seconds_until
 from tests.test_service_http import records, sample_frame
 
 WORKERS = 2
@@ -113,16 +114,6 @@ def metric_value(served: server.Served, metric: str, **labels: str) -> float:
     return total
 
 
-def poll(check: Callable[[], bool], deadline_s: float, what: str) -> float:
-    """Seconds until `check()` held; fails naming `what` if it never did."""
-    start = time.monotonic()
-    while time.monotonic() - start < deadline_s:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.1)  # polling interval, not synchronisation: the loop re-checks
-    raise AssertionError(f"{what}: not within {deadline_s} s")
-
-
 def steadily(check: Callable[[], bool], times: int = 8) -> Callable[[], bool]:
     """`check` held `times` calls in a row, on fresh connections: very likely both workers."""
     def run() -> bool:
@@ -206,7 +197,7 @@ def test_access_log_and_metrics_name_the_key_never_the_key(tenants: server.Serve
         return ("path=/v1/predict" in text and "key=biometrics" in text
                 and "key=unknown" in text)
 
-    poll(logged, 10, "access-log lines naming the key")
+    eventually(logged, 10, "access-log lines naming the key")
     text = tenants.log_text()
     line = next(x for x in text.splitlines() if "key=biometrics" in x)
     assert "path=/v1/predict" in line and "status=200" in line
@@ -368,16 +359,16 @@ def test_rotation_adds_and_removes_keys_without_restart(tenants: server.Served,
     with Traffic(tenants, "fraud-secret") as traffic:
         offset = len(tenants.log_text())
         write_keys(keys_path, BASELINE + "new-secret name=newcomer models=fraud\n")
-        took = poll(lambda: len(reloaded_workers(tenants, offset, 6 + 1)) == WORKERS,
+        took = seconds_until(lambda: len(reloaded_workers(tenants, offset, 6 + 1)) == WORKERS,
                     ROTATION_DEADLINE_S, "every worker reloading the added key")
-        poll(steadily(lambda: http_ok(tenants, "new-secret")()
+        eventually(steadily(lambda: http_ok(tenants, "new-secret")()
                       and grpc_is(tenants, "new-secret", grpc.StatusCode.OK)()),
              ROTATION_DEADLINE_S, "the added key working on both protocols")
         offset = len(tenants.log_text())
         write_keys(keys_path, BASELINE)
-        took_removed = poll(lambda: len(reloaded_workers(tenants, offset, 6)) == WORKERS,
+        took_removed = seconds_until(lambda: len(reloaded_workers(tenants, offset, 6)) == WORKERS,
                             ROTATION_DEADLINE_S, "every worker dropping the removed key")
-        poll(steadily(lambda: http_401(tenants, "new-secret")() and grpc_is(
+        eventually(steadily(lambda: http_401(tenants, "new-secret")() and grpc_is(
             tenants, "new-secret", grpc.StatusCode.UNAUTHENTICATED)()),
             ROTATION_DEADLINE_S, "the removed key refused on both protocols")
     assert traffic.calls > 0 and traffic.failures == []
@@ -392,12 +383,12 @@ def test_a_bad_file_keeps_the_keys_and_logs_the_line(tenants: server.Served,
     write_keys(keys_path, BASELINE + "bad-secret name=bad models=fraud,nope\n")
     try:
         # The bad file is checked by these requests (lazily, every RELOAD_S per worker).
-        poll(lambda: http_ok(tenants, "fraud-secret")() and count(
+        eventually(lambda: http_ok(tenants, "fraud-secret")() and count(
             tenants.log_text(), r"keys file not reloaded") > before, ROTATION_DEADLINE_S,
             "the one log line")
         assert count(tenants.log_text(), r"keys file not reloaded: .* line 7: unknown "
                      r"model 'nope'") > before
-        assert poll(steadily(http_401(tenants, "bad-secret")), 5, "the bad file's key") >= 0
+        eventually(steadily(http_401(tenants, "bad-secret")), 5, "the bad file's key")
         assert grpc_is(tenants, "loan-secret", grpc.StatusCode.PERMISSION_DENIED)()  # scope kept
         assert grpc_is(tenants, "fraud-secret", grpc.StatusCode.OK)()
         assert grpc_is(tenants, "bad-secret", grpc.StatusCode.UNAUTHENTICATED)()
@@ -418,8 +409,8 @@ def test_a_file_missing_later_keeps_the_keys(tenants: server.Served, keys_path: 
             predict(tenants, "fraud-secret")  # the file is checked by requests, lazily
             return count(tenants.log_text(), r"keys file .* cannot be read") > before
 
-        poll(logged, ROTATION_DEADLINE_S, "the missing-file log line")
-        assert poll(steadily(http_ok(tenants, "fraud-secret"), 4), 5, "keys kept") >= 0
+        eventually(logged, ROTATION_DEADLINE_S, "the missing-file log line")
+        eventually(steadily(http_ok(tenants, "fraud-secret"), 4), 5, "keys kept")
         assert grpc_is(tenants, "ops-secret", grpc.StatusCode.OK)()
     finally:
         write_keys(keys_path, BASELINE)
@@ -430,7 +421,7 @@ def test_a_file_missing_later_keeps_the_keys(tenants: server.Served, keys_path: 
 def _exits_with(tmp_path: Path, env: dict[str, str], needle: str) -> None:
     proc = server.start(tmp_path / "refused.log", {"RISKSERVE_API_KEYS": "", **env}, wait=False)
     try:
-        poll(lambda: proc.proc.poll() is not None, 120, "the service refusing to start")
+        eventually(lambda: proc.proc.poll() is not None, 120, "the service refusing to start")
         assert proc.proc.returncode != 0
         assert needle in proc.log_text()
     finally:
