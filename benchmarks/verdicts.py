@@ -42,8 +42,11 @@ def _rps(rows: list[Row], **want: Any) -> float:
 
 
 def _at_least(target: str, a: float, b: float, factor: float, what: str) -> Verdict:
-    if math.isnan(a) or math.isnan(b) or not b:
+    if math.isnan(a) or math.isnan(b):
         return Verdict(target, "—", None)
+    if not b:  # measured, but nothing answered in the window (a slow peer at many clients)
+        return Verdict(target, f"{a:,.0f} vs 0 {what}: the other answered nothing within the "
+                               f"measured window", a > 0 or None)
     ratio = a / b
     return Verdict(target, f"{ratio:.2f}× ({a:,.0f} vs {b:,.0f} {what})", ratio >= factor)
 

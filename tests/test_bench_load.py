@@ -135,3 +135,14 @@ def test_h2load_refuses_to_load_a_request_the_server_rejects(
         asyncio.run(load.h2load_load(target, "/a.B/C", BODIES, (("x-api-key", "wrong"),), 2,
                                      1.0, warmup_s=0))
     assert sum(seen.values()) == 1  # the check call only: no load was sent
+
+
+def test_a_peer_that_answered_nothing_in_the_window_is_a_measured_ratio() -> None:
+    """0 req/s from a slow peer (the seed app's forest at 32 clients) is beaten, not unknown;
+    a cell that was not run at all stays 'not measured'."""
+    from benchmarks.verdicts import _at_least
+
+    beaten = _at_least("x ≥ 20× seed", 1009.0, 0.0, 20, "req/s")
+    assert beaten.passed is True and "answered nothing" in beaten.measured
+    assert _at_least("x ≥ 20× seed", 1009.0, float("nan"), 20, "req/s").passed is None
+    assert _at_least("x ≥ 20× seed", 100.0, 10.0, 20, "req/s").passed is False
