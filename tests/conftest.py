@@ -1,6 +1,7 @@
 """Shared fixtures: a throw-away BentoML home for the whole run, trained once in quick mode.
 
-BENTOML_HOME must be set before BentoML is first imported, so it is set here at import time.
+BENTOML_HOME (and OMP_WAIT_POLICY) must be set before BentoML (libgomp) is first loaded, so they
+are set here at import time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import pytest
 _HOME = Path(tempfile.mkdtemp(prefix="riskserve-test-bentoml-"))
 os.environ["BENTOML_HOME"] = str(_HOME)
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+# Two test workers train at once (and beside servers): see training/__init__.py. Set here too,
+# because a test module may load libgomp (scikit-learn) before it imports training.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from riskserve.core.specs import MODEL_NAMES, SPECS  # noqa: E402
 
