@@ -334,8 +334,7 @@ class APIKeyMiddleware:
         try:
             caller = authenticate(self.keyring, presented_key(headers), "http", self.metrics())
         except RiskserveError as exc:
-            accesslog.key_name.set(exc.detail.get("key", "unknown")
-                                   if isinstance(exc.detail, dict) else "unknown")
+            accesslog.name_refused(exc.detail)
             await http.send_error(send, exc)
             return
         scope.setdefault("state", {})[CALLER_KEY] = caller

@@ -208,6 +208,34 @@ def test_access_log_and_metrics_name_the_key_never_the_key(tenants: server.Serve
     assert 'key="slow"' in httpx.get(tenants.url + "/metrics", timeout=10).text
 
 
+def test_grpc_calls_get_access_log_lines_naming_the_key(tenants: server.Served,
+                                                        stub: Any) -> None:
+    """One line per unary gRPC call on BentoML's access logger, with the final status code
+    (the interceptors' refusals and the servicer's aborts too) and the key's name."""
+    offset = len(tenants.log_text())
+    ready = service_pb2.ModelReadyRequest(name="fraud")
+    assert grpc_code(lambda: stub.ModelReady(ready, metadata=md("fraud-secret"),
+                                             timeout=10)) == grpc.StatusCode.OK
+    assert grpc_code(lambda: stub.ModelReady(ready, metadata=md("nope"), timeout=10)
+                     ) == grpc.StatusCode.UNAUTHENTICATED
+    other = service_pb2.ModelReadyRequest(name="keystroke-rf")  # outside fraud-team's scope
+    assert grpc_code(lambda: stub.ModelReady(other, metadata=md("fraud-secret"), timeout=10)
+                     ) == grpc.StatusCode.PERMISSION_DENIED
+    method = "method=/inference.GRPCInferenceService/ModelReady"
+
+    def lines() -> list[str]:
+        return [x for x in tenants.log_text()[offset:].splitlines()
+                if "scheme=grpc" in x and method in x]
+
+    got = eventually(lambda: (found if len(found := lines()) >= 3 else None), 10,
+                     "three gRPC access-log lines")
+    assert re.search(r"\(status=OK,length=\d+\) [\d.]+ms key=fraud-team$", got[0]), got[0]
+    assert re.search(r"\(status=UNAUTHENTICATED,length=0\) [\d.]+ms key=unknown$", got[1]), got[1]
+    assert re.search(r"\(status=PERMISSION_DENIED,length=0\) [\d.]+ms key=fraud-team$",
+                     got[2]), got[2]
+    assert "fraud-secret" not in tenants.log_text()
+
+
 # ---- scopes (the data plane's 403) -----------------------------------------------------------
 
 def forbidden_message(key: str, model: str, allowed: list[str]) -> str:

@@ -6,7 +6,8 @@ on Linux and the kernel spreads new connections across them. The servicer is a c
 the worker's data plane, so scoring, batching, validation, metrics and errors are the ones /v1
 and /v2 use. Auth is an interceptor (riskserve.oip.grpc_auth) checking `x-api-key` /
 `authorization: Bearer` metadata before any handler runs; liveness, readiness, the standard
-health service and reflection stay open.
+health service and reflection stay open. Every unary call gets an access-log line like HTTP's
+(riskserve.oip.grpc_access).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from riskserve.core.encoding import Columns
 from riskserve.core.scoring import ScoringModel
 from riskserve.dataplane import Call, DataPlane, Inference
 from riskserve.errors import ConfigurationError, InternalError, InvalidInput, RiskserveError
-from riskserve.oip import codec, grpc_auth
+from riskserve.oip import codec, grpc_access, grpc_auth
 from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
 from riskserve.oip._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from riskserve.oip.codec import Tensor
@@ -198,8 +199,11 @@ def _address(host: str, port: int) -> str:
 async def serve(dp: DataPlane, host: str, port: int) -> OIPServer:
     """Start the gRPC server on the running event loop (the worker's) and mark it SERVING."""
     settings = dp.settings
+    interceptors: list[grpc.aio.ServerInterceptor] = [grpc_auth.interceptor(settings)]
+    if grpc_access.enabled():  # outermost: it also logs what auth refused
+        interceptors.insert(0, grpc_access.AccessLogInterceptor())
     server = grpc.aio.server(
-        interceptors=[grpc_auth.interceptor(settings)],
+        interceptors=interceptors,
         options=[
             # Every worker binds the same port; the kernel balances connections between them.
             ("grpc.so_reuseport", 1),
