@@ -124,3 +124,29 @@ def test_model_metadata(client: Any, trained: dict) -> None:
     meta = client.get_model_metadata("fraud", headers={"x-api-key": KEY})
     assert meta.versions[0] == trained["fraud"].version
     assert [i.name for i in meta.inputs] == list(SPECS["fraud"].feature_names)
+
+
+def test_grpc_access_lines_follow_bentomls_access_log_switch() -> None:
+    """The switch that turns BentoML's HTTP access lines off turns the gRPC ones off too:
+    `logging.access.enabled`, and the access logger's level (INFO in a served worker)."""
+    import logging
+
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    from riskserve.oip import grpc_access
+
+    access = logging.getLogger("bentoml.access")
+    switch = BentoMLContainer.api_server_config.logging.access.enabled
+    level, was = access.level, switch.get()
+    try:
+        access.setLevel(logging.INFO)
+        switch.set(True)
+        assert grpc_access.enabled()
+        switch.set(False)
+        assert not grpc_access.enabled()
+        switch.set(True)
+        access.setLevel(logging.WARNING)
+        assert not grpc_access.enabled()
+    finally:
+        switch.set(was)
+        access.setLevel(level)
