@@ -6,7 +6,9 @@ are set here at import time.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,6 +17,9 @@ from pathlib import Path
 import pytest
 
 _HOME = Path(tempfile.mkdtemp(prefix="riskserve-test-bentoml-"))
+# Removed when this test process exits (each xdist worker has its own): every run's trained
+# models otherwise stayed in /tmp. The servers the tests start are stopped by then.
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ["BENTOML_HOME"] = str(_HOME)
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 # Two test workers train at once (and beside servers): see training/__init__.py. Set here too,
