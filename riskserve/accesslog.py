@@ -2,11 +2,11 @@
 
 BentoML's AccessLogMiddleware (`bentoml.access` logger) is the outermost middleware and logs
 from inside the `send` the app calls, so it runs in the request's own task: a context variable
-set by riskserve's auth middleware is visible there without touching BentoML. The name (never
-the key) is appended by a logging filter; requests auth never saw (probes, shed by BentoML
-before auth) show `key=-`, rejected keys `key=unknown`. The gRPC access lines
-(riskserve.oip.grpc_access) go to the same logger and get the same name from the gRPC auth
-interceptor, which runs in the call's own task.
+set by `auth.authenticate` (called by the auth middleware) is visible there without touching
+BentoML. The name (never the key) is appended by a logging filter; requests auth never saw
+(probes, shed by BentoML before auth) show `key=-`, rejected keys `key=unknown`. The gRPC lines
+(riskserve.oip.grpc_access) go to the same logger and get the name the same way: the gRPC auth
+interceptor calls `auth.authenticate` in the call's own task.
 """
 
 from __future__ import annotations
@@ -16,14 +16,10 @@ import logging
 
 ACCESS_LOGGER = "bentoml.access"
 NO_KEY = "-"
+UNKNOWN_KEY = "unknown"
 
 key_name: contextvars.ContextVar[str] = contextvars.ContextVar("riskserve_key_name",
                                                                default=NO_KEY)
-
-
-def name_refused(detail: object) -> None:
-    """A refused request's line: the key its error names (over its rate), else `unknown`."""
-    key_name.set(detail.get("key", "unknown") if isinstance(detail, dict) else "unknown")
 
 
 class KeyNameFilter(logging.Filter):

@@ -241,10 +241,12 @@ def authenticate(keyring: KeyRing | None, presented: str | None, protocol: str,
                  metrics: AuthMetrics | None) -> Caller:
     """The caller behind a presented key, or Unauthorized (401) / RateLimited (429), counted.
 
-    One function for HTTP and gRPC so both say and count the same thing. `keyring` None means
+    One function for HTTP and gRPC so both say, count and log the same thing: it also names the
+    caller on the request's access-log line (`unknown` for a refused key). `keyring` None means
     auth is disabled: ANONYMOUS, unlimited.
     """
     if keyring is None:
+        accesslog.key_name.set(ANONYMOUS.name)
         return ANONYMOUS
     if presented is None:
         keyring.refresh()  # a rotation is picked up whoever calls
@@ -254,11 +256,13 @@ def authenticate(keyring: KeyRing | None, presented: str | None, protocol: str,
     if metrics is not None:
         keyring.announce(metrics)
     if caller is None:
+        accesslog.key_name.set(accesslog.UNKNOWN_KEY)
         reason = "missing" if presented is None else "invalid"
         if metrics is not None:
             metrics.auth_failure(reason, protocol)
         raise Unauthorized(MISSING[protocol] if presented is None else INVALID,
                            {"field": "x-api-key", "reason": reason})
+    accesslog.key_name.set(caller.name)
     if wait := keyring.wait(caller):
         if metrics is not None:
             metrics.rate_limited(caller.name)
@@ -334,9 +338,7 @@ class APIKeyMiddleware:
         try:
             caller = authenticate(self.keyring, presented_key(headers), "http", self.metrics())
         except RiskserveError as exc:
-            accesslog.name_refused(exc.detail)
             await http.send_error(send, exc)
             return
         scope.setdefault("state", {})[CALLER_KEY] = caller
-        accesslog.key_name.set(caller.name)
         await self.app(scope, receive, send)

@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
-from riskserve import accesslog, auth
+from riskserve import auth
 from riskserve.errors import RateLimited, RiskserveError, Unauthorized
 from riskserve.metrics import get_metrics
 from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
@@ -87,15 +87,11 @@ class APIKeyInterceptor(grpc.aio.ServerInterceptor):
         if self._metrics is None:
             self._metrics = get_metrics()
         try:
-            caller = auth.authenticate(self.keyring,
-                                       _key_of(handler_call_details.invocation_metadata),
-                                       "grpc", self._metrics)
+            auth.authenticate(self.keyring, _key_of(handler_call_details.invocation_metadata),
+                              "grpc", self._metrics)
         except (Unauthorized, RateLimited) as exc:
-            # The call's own task: its access-log line names the key, like HTTP's.
-            accesslog.name_refused(exc.detail)
             handler = await continuation(handler_call_details)
             return None if handler is None else _denial(handler, exc)
-        accesslog.key_name.set(caller.name)
         return await continuation(handler_call_details)
 
 
