@@ -80,8 +80,8 @@ def echoable_lines(data: bytes, commas: int) -> tuple[list[bytes], bool]:
     not be exactly one of pandas' rows, and whether there was no such line.
 
     Whole blocks are checked with bytes methods (a quote, a bare carriage return) and the lines
-    split once: 20x faster than a Python loop over the file's lines, which took ~60 % of the
-    echo's time."""
+    split once: ~0.02 s for 50k lines, where a Python loop over the file's lines took 0.14 s,
+    half of the echo's time."""
     clean = True
     quote = data.find(b'"')
     if quote >= 0:
@@ -154,8 +154,6 @@ class LineEcho:
             self._more = self._more and clean
 
     def _take(self, n: int) -> list[bytes] | None:
-        if not self._open:
-            return None
         while len(self._lines) < n and self._more:
             self._read()
         if len(self._lines) < n:
