@@ -8,7 +8,7 @@ disagree about preprocessing.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,13 @@ SMALL = 64
 
 @functools.lru_cache(maxsize=256)
 def _lookup(vocabulary: tuple[str, ...]) -> dict[str, int]:
+    return vocabulary_index(vocabulary)
+
+
+def vocabulary_index(vocabulary: Sequence[str]) -> dict[str, int]:
+    """Each category's code. Hot paths build it once and pass it to `category_codes`: for an
+    open vocabulary (risk-flag's few hundred cities) turning the list into a hashable key on
+    every call costs more than the lookup itself."""
     return {v: i for i, v in enumerate(vocabulary)}
 
 
@@ -37,13 +44,16 @@ def is_missing(values: np.ndarray) -> np.ndarray:
     return pd.isna(pd.Series(values, dtype=object)).to_numpy()
 
 
-def category_codes(values: np.ndarray, vocabulary: list[str] | tuple[str, ...]) -> np.ndarray:
-    """Each value's index in `vocabulary`; -1 for unseen or missing (vectorised when large)."""
+def category_codes(values: np.ndarray,
+                   vocabulary: Sequence[str] | Mapping[str, int]) -> np.ndarray:
+    """Each value's index in `vocabulary` (a list, or its `vocabulary_index`); -1 for unseen or
+    missing (vectorised when large)."""
     if len(values) <= SMALL and all(v is None or isinstance(v, str) for v in values):
-        table = _lookup(tuple(vocabulary))
-        return np.fromiter((table.get(v, -1) for v in values), dtype=np.int64,
+        table = (vocabulary if isinstance(vocabulary, Mapping)
+                 else _lookup(tuple(vocabulary)))
+        return np.fromiter((table.get(v, -1) for v in values), dtype=np.int64,  # type: ignore[arg-type]
                            count=len(values))
-    return pd.Index(vocabulary, dtype=object).get_indexer(values).astype(np.int64)
+    return pd.Index(list(vocabulary), dtype=object).get_indexer(values).astype(np.int64)
 
 
 @dataclass
@@ -60,6 +70,19 @@ class Encoder:
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
     target_maps: dict[str, list[float]] = field(default_factory=dict)
     target_priors: dict[str, float] = field(default_factory=dict)
+    # Lookup tables built from the fields above on first use (an encoder is not changed once it
+    # has encoded): per request, only dict lookups and one take() remain.
+    _tables: dict[str, tuple[dict[str, int], np.ndarray | None]] | None = field(
+        default=None, init=False, repr=False, compare=False)
+
+    def _table(self, name: str) -> tuple[dict[str, int], np.ndarray | None]:
+        if self._tables is None:
+            self._tables = {
+                f: (vocabulary_index(vocab),
+                    np.asarray(self.target_maps[f], dtype=np.float64)
+                    if f in self.target_maps else None)
+                for f, vocab in self.vocabularies.items()}
+        return self._tables[name]
 
     @property
     def output_names(self) -> list[str]:
@@ -101,10 +124,11 @@ class Encoder:
         for j, f in enumerate(self.spec.features):
             col = columns[f.name]
             if f.is_category:
-                codes = category_codes(col, self.vocabularies[f.name])
+                index, targets = self._table(f.name)
+                codes = category_codes(col, index)
                 if f.encoding == "target":
-                    table = np.asarray(self.target_maps[f.name], dtype=np.float64)
-                    vals = np.where(codes >= 0, table[np.maximum(codes, 0)],
+                    assert targets is not None
+                    vals = np.where(codes >= 0, targets[np.maximum(codes, 0)],
                                     self.target_priors[f.name])
                 else:
                     vals = np.where(codes >= 0, codes, np.nan)
