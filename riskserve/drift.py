@@ -7,6 +7,8 @@ place that both sides import and that tests can exercise on plain arrays.
 
 from __future__ import annotations
 
+import functools
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -14,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from riskserve.core.encoding import category_codes, is_missing
+from riskserve.core.encoding import category_codes, is_missing, vocabulary_index
 
 N_BINS = 10
 MAX_CATEGORIES = 20  # keeps the `bin` label bounded for open vocabularies like cities
@@ -49,6 +51,20 @@ class Reference:
         other = len(self.categories)  # last bin holds every category outside the top ones
         missing = is_missing(values)
         return np.where(missing, -1, np.where(codes < 0, other, codes))
+
+    def bin_of(self, value: float | str | None) -> int:
+        """`assign` for one value, in plain Python: a float (NaN missing) for a numeric
+        reference; a str or None (missing) for a categorical one. A one-row batch is binned
+        in ~1 µs per feature this way, against ~10-20 µs for `assign`'s numpy calls."""
+        if self.kind == "numeric":
+            return -1 if value != value else bisect_left(self.edges, value)  # type: ignore[arg-type]
+        if value is None:
+            return -1
+        return self._index.get(value, len(self.categories))  # type: ignore[arg-type]
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return vocabulary_index(self.categories)
 
     def counts(self, values: np.ndarray) -> np.ndarray:
         """How many values fall in each bin (missing values excluded)."""

@@ -11,12 +11,14 @@ pods and any window (see grafana/rules/riskserve.rules.yaml).
 from __future__ import annotations
 
 import functools
+import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from riskserve.core.encoding import category_codes
+from riskserve.core.encoding import category_codes, vocabulary_index
 from riskserve.core.scoring import Prediction, ScoringModel
 from riskserve.core.specs import SPECS
 from riskserve.drift import StackedReferences
@@ -29,6 +31,11 @@ ABS_ERROR_BUCKETS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1
 # |candidate score - production score| per shadowed row (probabilities or regression values).
 DELTA_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
+
+# Batches up to this many rows are drift-counted value by value in plain Python (most batches
+# are one row; the per-value path measured 1.6-14x faster than numpy up to 32 rows for fraud,
+# risk-flag and keystroke-rf); larger ones with numpy. Both count the same (tests/test_metrics.py).
+FEW_ROWS = 32
 
 # The `key` label when no key name is known (missing or invalid key, auth disabled).
 UNKNOWN_KEY = "unknown"
@@ -75,6 +82,23 @@ class _ModelSeries:
             for f in numeric:
                 children = self.bins[f]
                 self.numeric_bins += children + [None] * (width - len(children))
+        # The per-value path's view of the same children: (edges, lo, hi, bins, missing,
+        # out of range) per numeric feature, (reference, vocabulary index, bins, missing,
+        # unseen) per categorical one.
+        self.few_numeric = []
+        for f in numeric:
+            ref = model.references[f]
+            bounded = ref.min is not None and ref.max is not None
+            self.few_numeric.append((
+                f, ref.edges, ref.min if bounded else -math.inf,
+                ref.max if bounded else math.inf, self.bins[f], self.missing[f],
+                self.out_of_range[f]))
+        vocab = model.encoder.vocabularies
+        self.few_categorical = [
+            (f, model.references[f],
+             vocabulary_index(vocab[f]) if f in vocab else None,
+             self.bins[f], self.missing[f], self.unseen[f])
+            for f in self.categorical]
         self.numeric_missing = [self.missing[f] for f in numeric]
         self.numeric_out_of_range = [self.out_of_range[f] for f in numeric]
         pref = model.prediction_reference
@@ -105,6 +129,8 @@ class _ModelSeries:
                 seconds: float) -> None:
         self.inference.observe(seconds)
         self.batch_rows.observe(rows)
+        if rows <= FEW_ROWS and self._count_few(columns, pred):
+            return
         if self.stacked is not None:
             x = np.array([columns[f] for f in self.numeric], dtype=np.float64)
             bins = self.stacked.assign(x)
@@ -129,6 +155,45 @@ class _ModelSeries:
         if pref is not None and pred.scores is not None:
             scores = pred.scores if pref.kind == "numeric" else pred.scores.astype(str)
             _add(self.prediction_bins, pref.assign(scores))
+
+
+    def _count_few(self, columns: Mapping[str, np.ndarray], pred: Prediction) -> bool:
+        """The drift counts of a small batch, value by value: the same increments as the numpy
+        path in `observe` at a fraction of its fixed cost per feature (~0.3 ms of a one-row
+        risk-flag request before). False, with nothing counted, when a categorical column
+        holds anything but str or None: which of those values are missing is pandas' call."""
+        categorical = [columns[f].tolist() for f, *_ in self.few_categorical]
+        if not all(v is None or isinstance(v, str) for values in categorical for v in values):
+            return False
+        counts: dict[Any, int] = {}
+        for f, edges, lo, hi, bins, missing, out_of_range in self.few_numeric:
+            for v in np.asarray(columns[f], dtype=np.float64).tolist():
+                if v != v:
+                    counts[missing] = counts.get(missing, 0) + 1
+                    continue
+                child = bins[bisect_left(edges, v)]
+                counts[child] = counts.get(child, 0) + 1
+                if v < lo or v > hi:
+                    counts[out_of_range] = counts.get(out_of_range, 0) + 1
+        for (_, ref, index, bins, missing, unseen), values in zip(
+                self.few_categorical, categorical, strict=True):
+            for v in values:
+                b = ref.bin_of(v)
+                child = missing if b < 0 else bins[b]
+                counts[child] = counts.get(child, 0) + 1
+                if b >= 0 and index is not None and v not in index:
+                    counts[unseen] = counts.get(unseen, 0) + 1
+        pref = self.model.prediction_reference
+        if pref is not None and pred.scores is not None:
+            scores = pred.scores if pref.kind == "numeric" else pred.scores.astype(str)
+            for v in scores.tolist():
+                b = pref.bin_of(v)
+                if b >= 0:
+                    child = self.prediction_bins[b]
+                    counts[child] = counts.get(child, 0) + 1
+        for child, n in counts.items():
+            child.inc(n)
+        return True
 
 
 def _inc_each(children: list[Any], counts: np.ndarray) -> None:

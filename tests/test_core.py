@@ -78,6 +78,17 @@ def test_stacked_references_bin_like_each_reference() -> None:
                                                 enumerate(refs)]
 
 
+def test_bin_of_one_value_is_assign() -> None:
+    """The per-value binning small batches use gives assign's bin for every kind of value."""
+    rng = np.random.default_rng(3)
+    num = drift.numeric_reference(rng.normal(size=500))
+    x = np.array([*rng.normal(size=50), *num.edges, num.min - 1, num.max + 1, np.nan])
+    assert [num.bin_of(v) for v in x.tolist()] == num.assign(x).tolist()
+    cat = drift.categorical_reference(np.array([f"c{i % 30}" for i in range(300)], dtype=object))
+    values = np.array([*cat.categories, "never-seen", None], dtype=object)
+    assert [cat.bin_of(v) for v in values.tolist()] == cat.assign(values).tolist()
+
+
 def test_categorical_reference_caps_bins_and_groups_the_rest() -> None:
     values = np.array([f"city{i % 50}" for i in range(1_000)], dtype=object)
     ref = drift.categorical_reference(values)
