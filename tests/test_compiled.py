@@ -137,15 +137,39 @@ def test_conversion_failure_serves_native(trained: dict, isolated_home: Path,
     assert "no converter" in manifest["compiled"]["reason"]
 
 
-def test_not_faster_serves_native(trained: dict, isolated_home: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compiled, "MIN_SPEEDUP", 1e9)
+def _timing_with_speedup(speedup: float) -> Any:
+    """compiled.measure, really timed, with the overall speedup the test needs."""
+    real = compiled.measure
+
+    def timing(*args: Any) -> dict[str, Any]:
+        return {**real(*args), "speedup": speedup, "native_from_rows": None}
+    return timing
+
+
+def test_native_clearly_faster_serves_native(trained: dict, isolated_home: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiled, "measure", _timing_with_speedup(0.8))
     version, _ = _save_copy(trained)
     manifest = _manifest("fraud", version)
     assert manifest["runtime"] == "xgboost"
-    assert "not faster" in manifest["compiled"]["reason"]
+    assert "ONNX Runtime slower (x0.8" in manifest["compiled"]["reason"]
+    assert not (Path(store.get_version("fraud", version).path) / compiled.ONNX_FILE).exists()
     assert manifest["compiled"]["parity"]["ok"]  # parity held; speed decided
     assert set(manifest["compiled"]["timing"]["native_ms"]) == {"1", "8", "32", "512"}
+
+
+@pytest.mark.parametrize("speedup", [0.95, 1.05])
+def test_a_tie_on_speed_serves_onnx_for_its_start_up(
+        trained: dict, isolated_home: Path, monkeypatch: pytest.MonkeyPatch,
+        speedup: float) -> None:
+    """Within MIN_SPEEDUP either way neither runtime is faster: ONNX Runtime serves, since it
+    loads without the native library (LightGBM's import alone: ~1.8 s per worker)."""
+    monkeypatch.setattr(compiled, "measure", _timing_with_speedup(speedup))
+    version, _ = _save_copy(trained)
+    manifest = _manifest("fraud", version)
+    assert manifest["runtime"] == "onnxruntime"
+    assert f"x{speedup}, a tie within x{compiled.MIN_SPEEDUP}" in manifest["compiled"]["reason"]
+    assert isinstance(store.load_model("fraud", version).adapter, compiled.OnnxAdapter)
 
 
 def test_native_from_large_batches_when_native_wins_there(
