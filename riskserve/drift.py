@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from riskserve.core.encoding import category_codes, is_missing, vocabulary_index
 
@@ -140,6 +139,8 @@ def numeric_reference(values: np.ndarray, n_bins: int = N_BINS) -> Reference:
 
 def categorical_reference(values: np.ndarray, max_categories: int = MAX_CATEGORIES) -> Reference:
     """The most frequent categories get a bin each; the rest share the last (`__other__`) bin."""
+    import pandas as pd  # imported where used (see riskserve.core.encoding)
+
     s = pd.Series(values, dtype=object).dropna().astype(str)
     if s.empty:
         raise ValueError("cannot build a reference from an empty column")

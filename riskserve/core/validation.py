@@ -15,14 +15,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from riskserve.core.encoding import category_codes, is_missing
 from riskserve.core.specs import Feature, ModelSpec, per_spec
 from riskserve.errors import InvalidInput
+
+if TYPE_CHECKING:  # pandas is imported where used (see riskserve.core.encoding)
+    import pandas as pd
 
 _NUMBER_TYPES = frozenset({int, float})
 _MISSING = object()
@@ -279,6 +281,8 @@ def columns_from_frame(spec: ModelSpec, frame: pd.DataFrame, offset: int = 0
     `offset` is the index of the frame's first row in the whole file, so errors point at the
     row a user can find in their CSV.
     """
+    import pandas as pd
+
     missing_cols = [n for n in spec.feature_names if n not in frame.columns]
     if missing_cols:
         raise InvalidInput(missing_cols[0], "a column of that name", problem="column is missing")

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from riskserve.core import validation
 from riskserve.core.scoring import Prediction, ScoringModel
@@ -236,6 +235,8 @@ def _from_json(t: Tensor, count: int) -> tuple[np.ndarray, np.ndarray | None]:
         raise _count_error(t, count, f"got {flat.size}")
     kind = flat.dtype.kind
     if kind == "O":  # nulls (missing values) or mixed element types
+        import pandas as pd  # imported where used (see riskserve.core.encoding)
+
         inferred = pd.api.types.infer_dtype(flat, skipna=True)
     else:
         inferred = {"U": "string", "b": "boolean", "i": "integer", "u": "integer",

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import pandas as pd
 
 BOM = b"\xef\xbb\xbf"
 # A cell with one of these is quoted by pandas' writer: left to pandas.
@@ -53,6 +52,8 @@ def _cells(added: Mapping[str, np.ndarray]) -> list[bytes]:
     """Each row's added cells, comma-joined, plus a final empty entry (split on newlines)."""
     columns = [_column_text(np.asarray(v)) for v in added.values()]
     if any(c is None for c in columns):
+        import pandas as pd  # imported where used (see riskserve.core.encoding)
+
         text = pd.DataFrame(dict(added)).to_csv(index=False, header=False, lineterminator="\n")
     else:
         text = "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"

@@ -12,10 +12,9 @@ import io
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from starlette.responses import StreamingResponse
 
 from riskserve.core import validation
@@ -26,6 +25,9 @@ from riskserve.dataplane import Call, DataPlane, Decoder, Inference
 from riskserve.errors import BadRequest, InvalidInput, PayloadTooLarge
 from riskserve.v1.csv_echo import LineEcho
 from riskserve.v1.schemas import PredictResponse
+
+if TYPE_CHECKING:  # pandas is imported where used (see riskserve.core.encoding)
+    import pandas as pd
 
 # The explanation's top reasons per row, unless the request asks for another number.
 DEFAULT_TOP = 3
@@ -123,6 +125,8 @@ def _prediction_columns(model: ScoringModel, pred: Prediction) -> dict[str, np.n
 
 
 def _chunks(path: Path, chunk_rows: int) -> pd.io.parsers.TextFileReader:
+    import pandas as pd
+
     try:
         return pd.read_csv(path, chunksize=chunk_rows, skipinitialspace=True,
                            **validation.CSV_READ_OPTIONS)
@@ -134,6 +138,8 @@ def _chunks(path: Path, chunk_rows: int) -> pd.io.parsers.TextFileReader:
 
 
 def _next_chunk(reader: pd.io.parsers.TextFileReader) -> pd.DataFrame | None:
+    import pandas as pd
+
     try:
         return next(reader, None)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
