@@ -11,14 +11,12 @@ pods and any window (see grafana/rules/riskserve.rules.yaml).
 from __future__ import annotations
 
 import functools
-import math
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from riskserve.core.encoding import category_codes, vocabulary_index
+from riskserve.core.encoding import category_codes
 from riskserve.core.scoring import Prediction, ScoringModel
 from riskserve.core.specs import SPECS
 from riskserve.drift import StackedReferences
@@ -34,7 +32,8 @@ DELTA_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 # Batches up to this many rows are drift-counted value by value in plain Python (most batches
 # are one row; the per-value path measured 1.6-14x faster than numpy up to 32 rows for fraud,
-# risk-flag and keystroke-rf); larger ones with numpy. Both count the same (tests/test_metrics.py).
+# risk-flag and keystroke-rf); larger ones with numpy. Both count the same
+# (tests/test_dataplane.py).
 FEW_ROWS = 32
 
 # The `key` label when no key name is known (missing or invalid key, auth disabled).
@@ -82,21 +81,17 @@ class _ModelSeries:
             for f in numeric:
                 children = self.bins[f]
                 self.numeric_bins += children + [None] * (width - len(children))
-        # The per-value path's view of the same children: (edges, lo, hi, bins, missing,
-        # out of range) per numeric feature, (reference, vocabulary index, bins, missing,
-        # unseen) per categorical one.
-        self.few_numeric = []
-        for f in numeric:
-            ref = model.references[f]
-            bounded = ref.min is not None and ref.max is not None
-            self.few_numeric.append((
-                f, ref.edges, ref.min if bounded else -math.inf,
-                ref.max if bounded else math.inf, self.bins[f], self.missing[f],
-                self.out_of_range[f]))
+        # The per-value path's view of the same children: (reference, training min, max,
+        # bins, missing, out of range) per numeric feature (the bounds StackedReferences
+        # uses), (reference, vocabulary index, bins, missing, unseen) per categorical one.
+        bounds = (zip(self.stacked.lo.tolist(), self.stacked.hi.tolist(), strict=True)
+                  if self.stacked is not None else ())
+        self.few_numeric = [
+            (f, model.references[f], lo, hi, self.bins[f], self.missing[f],
+             self.out_of_range[f]) for f, (lo, hi) in zip(numeric, bounds, strict=True)]
         vocab = model.encoder.vocabularies
         self.few_categorical = [
-            (f, model.references[f],
-             vocabulary_index(vocab[f]) if f in vocab else None,
+            (f, model.references[f], model.encoder.index(f) if f in vocab else None,
              self.bins[f], self.missing[f], self.unseen[f])
             for f in self.categorical]
         self.numeric_missing = [self.missing[f] for f in numeric]
@@ -148,14 +143,14 @@ class _ModelSeries:
             if missing:
                 self.missing[feature].inc(missing)
             if feature in vocab:
-                unseen = int(np.count_nonzero(category_codes(values, vocab[feature]) < 0)) - missing
+                codes = category_codes(values, self.model.encoder.index(feature))
+                unseen = int(np.count_nonzero(codes < 0)) - missing
                 if unseen > 0:
                     self.unseen[feature].inc(unseen)
         pref = self.model.prediction_reference
         if pref is not None and pred.scores is not None:
             scores = pred.scores if pref.kind == "numeric" else pred.scores.astype(str)
             _add(self.prediction_bins, pref.assign(scores))
-
 
     def _count_few(self, columns: Mapping[str, np.ndarray], pred: Prediction) -> bool:
         """The drift counts of a small batch, value by value: the same increments as the numpy
@@ -166,14 +161,12 @@ class _ModelSeries:
         if not all(v is None or isinstance(v, str) for values in categorical for v in values):
             return False
         counts: dict[Any, int] = {}
-        for f, edges, lo, hi, bins, missing, out_of_range in self.few_numeric:
+        for f, ref, lo, hi, bins, missing, out_of_range in self.few_numeric:
             for v in np.asarray(columns[f], dtype=np.float64).tolist():
-                if v != v:
-                    counts[missing] = counts.get(missing, 0) + 1
-                    continue
-                child = bins[bisect_left(edges, v)]
+                b = ref.bin_of(v)
+                child = missing if b < 0 else bins[b]
                 counts[child] = counts.get(child, 0) + 1
-                if v < lo or v > hi:
+                if v < lo or v > hi:  # never for NaN
                     counts[out_of_range] = counts.get(out_of_range, 0) + 1
         for (_, ref, index, bins, missing, unseen), values in zip(
                 self.few_categorical, categorical, strict=True):

@@ -90,6 +90,11 @@ class Encoder:
                 for f, vocab in self.vocabularies.items()}
         return self._tables[name]
 
+    def index(self, name: str) -> dict[str, int]:
+        """The `vocabulary_index` of a categorical feature, built once: for `category_codes`
+        on hot paths (drift counting asks it too)."""
+        return self._table(name)[0]
+
     @property
     def output_names(self) -> list[str]:
         """Column names of the matrix `transform` returns (features then derived)."""
