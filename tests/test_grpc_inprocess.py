@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -150,3 +151,35 @@ def test_grpc_access_lines_follow_bentomls_access_log_switch() -> None:
     finally:
         switch.set(was)
         access.setLevel(level)
+
+
+def test_access_log_handler_is_built_once_per_method_and_handler() -> None:
+    """The logging wrapper is reused while grpc hands back the same registered handler, and a
+    different handler (auth's refusal) gets its own: never another method's or a stale one."""
+    import grpc
+
+    from riskserve.oip import grpc_access
+
+    async def behave(_request: Any, _context: Any) -> None:
+        return None
+
+    served = grpc.unary_unary_rpc_method_handler(behave)
+    refused = grpc.unary_unary_rpc_method_handler(behave)
+    # The interceptor reads only `.method` of the call details.
+    ready = SimpleNamespace(method="/m/Ready", invocation_metadata=())
+    infer = SimpleNamespace(method="/m/Infer", invocation_metadata=())
+    interceptor = grpc_access.AccessLogInterceptor()
+
+    def run(handler: Any, call: Any) -> Any:
+        async def continuation(_details: Any) -> Any:
+            return handler
+        return asyncio.run(interceptor.intercept_service(continuation, call))
+
+    first = run(served, ready)
+    assert run(served, ready) is first
+    assert run(served, infer) is not first
+    denied = run(refused, ready)
+    assert denied is not first and denied.unary_unary is not first.unary_unary
+    again = run(served, ready)
+    assert again is not denied and run(served, ready) is again
+

@@ -221,18 +221,22 @@ def test_grpc_calls_get_access_log_lines_naming_the_key(tenants: server.Served,
     other = service_pb2.ModelReadyRequest(name="keystroke-rf")  # outside fraud-team's scope
     assert grpc_code(lambda: stub.ModelReady(other, metadata=md("fraud-secret"), timeout=10)
                      ) == grpc.StatusCode.PERMISSION_DENIED
+    # After a refusal (a handler of its own) the method's logging handler is reused again.
+    assert grpc_code(lambda: stub.ModelReady(ready, metadata=md("fraud-secret"),
+                                             timeout=10)) == grpc.StatusCode.OK
     method = "method=/inference.GRPCInferenceService/ModelReady"
 
     def lines() -> list[str]:
         return [x for x in tenants.log_text()[offset:].splitlines()
                 if "scheme=grpc" in x and method in x]
 
-    got = eventually(lambda: (found if len(found := lines()) >= 3 else None), 10,
-                     "three gRPC access-log lines")
+    got = eventually(lambda: (found if len(found := lines()) >= 4 else None), 10,
+                     "four gRPC access-log lines")
     assert re.search(r"\(status=OK,length=\d+\) [\d.]+ms key=fraud-team$", got[0]), got[0]
     assert re.search(r"\(status=UNAUTHENTICATED,length=0\) [\d.]+ms key=unknown$", got[1]), got[1]
     assert re.search(r"\(status=PERMISSION_DENIED,length=0\) [\d.]+ms key=fraud-team$",
                      got[2]), got[2]
+    assert re.search(r"\(status=OK,length=\d+\) [\d.]+ms key=fraud-team$", got[3]), got[3]
     assert "fraud-secret" not in tenants.log_text()
 
 

@@ -51,7 +51,15 @@ def _logged(behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
 
 
 class AccessLogInterceptor(grpc.aio.ServerInterceptor):
-    """Outermost interceptor: it times and logs whatever the inner ones (auth) decide too."""
+    """Outermost interceptor: it times and logs whatever the inner ones (auth) decide too.
+
+    The logging handler is built once per method and reused while the inner handler is the
+    same object (grpc returns the registered one on every call; auth's refusals are new
+    objects, so they get their own), instead of a new wrapper on every call.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails],
@@ -61,10 +69,15 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or handler.request_streaming or handler.response_streaming:
             return handler
-        return grpc.unary_unary_rpc_method_handler(
+        cached = self._wrapped.get(details.method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
             _logged(handler.unary_unary, details.method),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer)
+        self._wrapped[details.method] = (handler, wrapped)
+        return wrapped
 
 
 def enabled() -> bool:

@@ -8,6 +8,7 @@ Probes, the standard health service and reflection stay open, like /v2/health/* 
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +34,9 @@ OPEN_METHODS = frozenset({
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
 })
 _KEY_METADATA = ("x-api-key", "authorization")
+# The authenticated Caller of the current call, set by the interceptor in the call's task.
+_caller: contextvars.ContextVar[auth.Caller | None] = contextvars.ContextVar(
+    "riskserve_grpc_caller", default=None)
 
 
 def _key_of(metadata: Any) -> str | None:
@@ -87,11 +91,13 @@ class APIKeyInterceptor(grpc.aio.ServerInterceptor):
         if self._metrics is None:
             self._metrics = get_metrics()
         try:
-            auth.authenticate(self.keyring, _key_of(handler_call_details.invocation_metadata),
-                              "grpc", self._metrics)
+            caller = auth.authenticate(self.keyring,
+                                       _key_of(handler_call_details.invocation_metadata),
+                                       "grpc", self._metrics)
         except (Unauthorized, RateLimited) as exc:
             handler = await continuation(handler_call_details)
             return None if handler is None else _denial(handler, exc)
+        _caller.set(caller)
         return await continuation(handler_call_details)
 
 
@@ -101,12 +107,15 @@ def interceptor(settings: Settings) -> APIKeyInterceptor:
 
 
 def caller_of_grpc(context: grpc.aio.ServicerContext) -> auth.Caller:
-    """The Caller behind a gRPC call, for the servicer (the interceptor already authenticated
-    and rate-limited it; this only re-reads the key: one SHA-256 and a compare per key).
+    """The Caller behind a gRPC call, for the servicer.
 
-    A key removed by a rotation between the interceptor and the handler is a 401 like any
-    other removed key.
+    The interceptor authenticated and rate-limited it and left the Caller in the call's own
+    task (grpc.aio runs the interceptors and the handler of one call in one task, as the
+    access log's key name already relies on), so this is a lookup, like HTTP's scope. Without
+    the interceptor (a servicer on a bare server) the key is read again from the metadata.
     """
+    if (caller := _caller.get()) is not None:
+        return caller
     settings = get_settings()
     if settings.auth_disabled:
         return auth.ANONYMOUS
