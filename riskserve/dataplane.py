@@ -179,16 +179,11 @@ class DataPlane:
             model = self.resolve(call)
             with self._admitted(model):
                 columns, rows = await self._validated(model, decode)
-                # gRPC requests reach the queue one at a time (grpc.aio): under load their
-                # batches linger so the next few join, and go to the model's thread, which
-                # releases the GIL while the runtime computes, so grpc.aio's own threads keep
-                # handing the loop calls meanwhile. A lone request stays on the loop if it is
-                # cheap: there a thread hop costs more than the call. Measured at 2 workers
-                # (h2load, 3 rounds): 1 client, fraud ~1,100 vs ~860 req/s, risk-flag ~920 vs
-                # ~860; risk-flag's lingered batches (~0.35 ms) lost 5-15 % run inline.
-                grpc = call.protocol == "grpc"
+                # gRPC requests reach the queue one at a time (grpc.aio): their batches go to
+                # the model's thread, so the next keeps filling, and linger under load.
+                one_at_a_time = call.protocol == "grpc"
                 pred = await self._batcher(model, "predict").submit(
-                    columns, rows, inline_max_rows=1 if grpc else None, linger=grpc)
+                    columns, rows, inline=not one_at_a_time, linger=one_at_a_time)
             self.metrics.predictions(model, rows, call.protocol)
             self._shadow(model, columns, pred, rows)
             return Inference(model, pred, columns)
@@ -230,7 +225,7 @@ class DataPlane:
             with self._admitted(model):
                 columns, rows = await self._validated(model, decode)
                 pred, expl = await self._batcher(model, "explain").submit(columns, rows,
-                                                                          inline_max_rows=0)
+                                                                          inline=False)
             self.metrics.predictions(model, rows, call.protocol)
             return Inference(model, pred, columns, expl)
 
@@ -284,7 +279,7 @@ class DataPlane:
         from riskserve.core import candidates
 
         try:
-            shadow = await batcher.submit(columns, rows, inline_max_rows=0)
+            shadow = await batcher.submit(columns, rows, inline=False)
             disagree, deltas = candidates.compare(model.spec.task, pred, shadow)
             self.metrics.shadow(model, cand, rows, disagree, deltas)
         except Exception:  # a failing candidate must never disturb production

@@ -221,34 +221,6 @@ def test_waiting_on_the_models_thread_is_not_counted_as_cost() -> None:
     assert where == ["thread", "loop", "loop"]
 
 
-def test_inline_max_rows_caps_the_batches_a_request_lets_run_on_the_loop() -> None:
-    """gRPC's hint (inline_max_rows=1): a lone cheap request is scored on the loop, a batch of
-    two goes to the model's thread; 0 (explain, shadow) never runs on the loop; None (HTTP) lets
-    the measured cost decide alone."""
-    cheap, where = _batcher(lambda n: 0.0)
-
-    async def alone(limit: int | None) -> None:
-        await cheap.submit({"x": np.zeros(1)}, 1, inline_max_rows=limit)
-
-    async def together(limit: int | None) -> None:  # one batch of two one-row requests
-        await asyncio.gather(*(cheap.submit({"x": np.zeros(1)}, 1, inline_max_rows=limit)
-                               for _ in range(2)))
-
-    async def scenario() -> None:
-        for _ in range(2):  # measure the 1- and 2-row classes (first calls: on the thread)
-            await alone(None)
-            await together(None)
-
-    run(scenario())
-    assert where[-2:] == ["loop", "loop"]  # both classes are known to be cheap
-    for limit, want in ((1, ["loop", "thread"]), (0, ["thread", "thread"]),
-                        (None, ["loop", "loop"]), (2, ["loop", "loop"])):
-        where.clear()
-        run(alone(limit))
-        run(together(limit))
-        assert where == want, (limit, where)
-
-
 def test_row_cost_keeps_the_cheapest_row_once_enough_calls_are_seen() -> None:
     cost = RowCost()
     cost.observe(1, 0.050)  # a first call's lazy set-up

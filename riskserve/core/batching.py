@@ -11,8 +11,7 @@ more than `inline_budget_s` (about a millisecond) runs on the model's own single
 heavy model never holds the worker's event loop and never takes the threads of another model.
 Cheap calls (a one-row tree model: ~0.1-0.3 ms, mostly holding the GIL) run on the loop, where a
 thread hop would only add ~0.35 ms of hand-over. A size class nobody has measured yet runs on the
-thread once, which measures it. A request may also cap the size of a batch of its that runs on the
-loop (`submit(inline_max_rows=)`): a gRPC request allows only itself alone (see DataPlane.infer).
+thread once, which measures it.
 
 A model whose rows are expensive (its owner decides, from the model call's CPU per row: the
 110-class SVM's pairwise coupling, XGBoost's 22,000 trees) is heavy: all its calls run on its
@@ -71,9 +70,7 @@ class _Pending(Generic[R]):
     columns: Columns
     rows: int
     future: asyncio.Future[R]
-    # The largest batch holding this request that may be scored on the event loop, if its
-    # cost allows (None: any; 0: never).
-    inline_max_rows: int | None = None
+    inline: bool = True  # may this request's batch be scored on the event loop?
     linger: bool = False  # may this request's batch wait for more (see MicroBatcher.linger_s)?
 
 
@@ -194,14 +191,10 @@ class MicroBatcher(Generic[R]):
     def queued(self) -> int:
         return len(self._queue)
 
-    async def submit(self, columns: Columns, rows: int, inline_max_rows: int | None = None,
+    async def submit(self, columns: Columns, rows: int, inline: bool = True,
                      linger: bool = False) -> R:
-        """Queue one request and await its part of the batch's answer. `inline_max_rows`: the
-        largest batch holding it that may run on the event loop (None: any the measured cost
-        allows; 0: always on the model's thread); `linger`: see linger_s."""
         loop = asyncio.get_running_loop()
-        pending: _Pending[R] = _Pending(columns, rows, loop.create_future(), inline_max_rows,
-                                        linger)
+        pending: _Pending[R] = _Pending(columns, rows, loop.create_future(), inline, linger)
         if linger:
             now = time.perf_counter()
             gap = now - self._last_linger
@@ -288,11 +281,6 @@ class MicroBatcher(Generic[R]):
         expected = self.cost.estimate(rows)
         return expected is not None and expected <= self.inline_budget_s and not self.heavy
 
-    @staticmethod
-    def _may_inline(batch: list[_Pending[R]], rows: int) -> bool:
-        """No request of the batch caps the loop's batches below `rows`."""
-        return all(p.inline_max_rows is None or rows <= p.inline_max_rows for p in batch)
-
     def _take(self) -> list[_Pending[R]]:
         batch = [self._queue.popleft()]
         rows = batch[0].rows
@@ -323,7 +311,7 @@ class MicroBatcher(Generic[R]):
             rows = sum(p.rows for p in batch)
             self.busy = True
             try:
-                if self._may_inline(batch, rows) and self.runs_inline(rows):
+                if all(p.inline for p in batch) and self.runs_inline(rows):
                     result = self._timed(merged, rows)
                 else:
                     result = await loop.run_in_executor(self._executor, self._threaded, merged,
