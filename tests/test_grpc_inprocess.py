@@ -160,11 +160,14 @@ def test_access_log_handler_is_built_once_per_method_and_handler() -> None:
 
     from riskserve.oip import grpc_access
 
-    async def behave(_request: Any, _context: Any) -> None:
+    async def serve(_request: Any, _context: Any) -> None:
         return None
 
-    served = grpc.unary_unary_rpc_method_handler(behave)
-    refused = grpc.unary_unary_rpc_method_handler(behave)
+    async def refuse(_request: Any, _context: Any) -> None:
+        return None
+
+    served = grpc.unary_unary_rpc_method_handler(serve)
+    refused = grpc.unary_unary_rpc_method_handler(refuse)
     # The interceptor reads only `.method` of the call details.
     ready = SimpleNamespace(method="/m/Ready", invocation_metadata=())
     infer = SimpleNamespace(method="/m/Infer", invocation_metadata=())
@@ -176,10 +179,9 @@ def test_access_log_handler_is_built_once_per_method_and_handler() -> None:
         return asyncio.run(interceptor.intercept_service(continuation, call))
 
     first = run(served, ready)
+    assert first.unary_unary.__wrapped__ is serve
     assert run(served, ready) is first
     assert run(served, infer) is not first
-    denied = run(refused, ready)
-    assert denied is not first and denied.unary_unary is not first.unary_unary
+    assert run(refused, ready).unary_unary.__wrapped__ is refuse
     again = run(served, ready)
-    assert again is not denied and run(served, ready) is again
-
+    assert again.unary_unary.__wrapped__ is serve and run(served, ready) is again

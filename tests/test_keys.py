@@ -489,6 +489,19 @@ def test_grpc_interceptor_answers_like_http(process_keys: KeyRing) -> None:
     assert metrics.limited == ["loans"]
 
 
+def test_grpc_handler_gets_the_caller_the_interceptor_authenticated(
+        process_keys: KeyRing, tmp_path: Path, clock: Clock) -> None:
+    """The servicer takes the interceptor's Caller (handed over in the call's task), not a
+    second lookup: a key only the interceptor's ring holds still names its team there."""
+    other = tmp_path / "other-keys"
+    other.write_text("solo-secret name=solo\n")
+    (who,) = _grpc_calls(ring_of(other, clock), FakeMetrics(),
+                         [("ModelMetadata", (("x-api-key", "solo-secret"),))])
+    assert not isinstance(who, grpc.aio.AioRpcError), who
+    assert who.name == "solo"
+    assert process_keys.lookup("solo-secret") is None  # the process's own ring does not know it
+
+
 def test_grpc_and_http_share_one_bucket(process_keys: KeyRing) -> None:
     app = APIKeyMiddleware(_echo_app, keyring=process_keys, metrics=FakeMetrics())
     first, second = _requests(app, [("/v1/models", {"X-API-Key": "loan-secret"})] * 2)
