@@ -179,11 +179,11 @@ class DataPlane:
             model = self.resolve(call)
             with self._admitted(model):
                 columns, rows = await self._validated(model, decode)
-                # gRPC requests reach the queue one at a time (grpc.aio): their batches go to
-                # the model's thread, so the next keeps filling, and linger under load.
-                one_at_a_time = call.protocol == "grpc"
+                # gRPC requests reach the queue one at a time (grpc.aio), so their batches
+                # linger under load. Where a batch runs is its measured cost's choice, as for
+                # HTTP: a cheap one on the loop (a thread hop cost more CPU than it saved).
                 pred = await self._batcher(model, "predict").submit(
-                    columns, rows, inline=not one_at_a_time, linger=one_at_a_time)
+                    columns, rows, linger=call.protocol == "grpc")
             self.metrics.predictions(model, rows, call.protocol)
             self._shadow(model, columns, pred, rows)
             return Inference(model, pred, columns)

@@ -289,6 +289,37 @@ def test_the_data_plane_calls_a_model_heavy_from_its_cpu_per_row(trained: dict) 
     assert heavy_after(HEAVY_AFTER_CALLS, heavy_row_ms=0.0)
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_cheap_models_calls_run_on_the_loop_for_every_protocol(
+        trained: dict, protocol: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a batch runs is its measured cost's choice, whatever the protocol: gRPC batches
+    linger, but a cheap one is not sent through a thread hop (which cost more CPU per request
+    than the call itself in the gRPC A/B)."""
+    import threading
+
+    # Never heavy here: sequential single rows of a quick model can cost more than the heavy
+    # threshold per row, and heavy models run on their thread whatever the protocol.
+    dp = make_dp(trained, heavy_row_ms=1000.0)
+    where: list[str] = []
+    score = DataPlane._score
+
+    def spy(self: DataPlane, model: Any, columns: Any) -> Prediction:
+        where.append("loop" if threading.current_thread() is threading.main_thread()
+                     else "thread")
+        return score(self, model, columns)
+
+    monkeypatch.setattr(DataPlane, "_score", spy)
+
+    async def calls() -> None:
+        for _ in range(30):
+            await dp.infer(Call("fraud", protocol=protocol), handlers.records([GOOD_FRAUD]))
+
+    run(calls())
+    # Calls are measured on the model's thread until the estimate (cold first calls included)
+    # is known to be cheap; from then on they stay on the loop.
+    assert where[0] == "thread" and where[-10:] == ["loop"] * 10, " ".join(where)
+
+
 def test_concurrent_requests_share_one_call() -> None:
     b, where = _batcher(lambda n: 0.002)
 
