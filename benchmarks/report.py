@@ -123,6 +123,23 @@ def neighbour_tables(rows: Sequence[NeighbourRow]) -> str:
     return "".join(out) + "\n"
 
 
+def floor_table(rows: Sequence[Row]) -> str:
+    """The empty handlers of benchmarks/floor.py: each protocol stack's own cost."""
+    if not rows:
+        return ""
+    out = ["## Framework floor: an empty handler on each protocol stack\n\n",
+           "Same load generators, clients, request bodies and process count as the cells above; "
+           "the handler does nothing. The gRPC/REST gap in server CPU per request that is left "
+           "here cannot be removed by riskserve's code (benchmarks/floor.py).\n\n",
+           "| stack | request body | processes | clients | req/s | p50 ms | p99 ms "
+           "| server CPU ms/req |\n",
+           "|---|---|--:|--:|--:|--:|--:|--:|\n"]
+    for r in rows:
+        out.append(f"| {r.label} | {r.model} | {r.workers} | {r.clients} | {_fmt(r.rps)} | "
+                   f"{_fmt(r.p50, 2)} | {_fmt(r.p99, 2)} | {_fmt(r.cpu_ms, 3)} |\n")
+    return "".join(out) + "\n"
+
+
 def cold_table(rows: Sequence[ColdRow]) -> str:
     if not rows:
         return ""
@@ -197,6 +214,7 @@ def markdown(results: Results, meta: dict[str, Any], headline_workers: int,
         f"## Headline: single-row requests, {headline_clients} concurrent clients, "
         f"{_workers(headline_workers)} each\n\n",
         table(rows, sorted(head, key=lambda r: (_model_order(r.model), _order(r)))), "\n",
+        floor_table(results.floor),
     ]
     for w in sorted({r.workers for r in rows}, key=lambda w: w != headline_workers):
         cells = sorted((r for r in rows if r.workers == w),
@@ -298,4 +316,5 @@ def _plot_neighbours(rows: Sequence[NeighbourRow], top: Any, bottom: Any) -> Non
 def to_json(results: Results) -> dict[str, Any]:
     return {"rows": [asdict(r) for r in results.rows], "csv": [asdict(c) for c in results.csv],
             "cold": [asdict(c) for c in results.cold],
-            "neighbours": [asdict(n) for n in results.neighbours]}
+            "neighbours": [asdict(n) for n in results.neighbours],
+            "floor": [asdict(r) for r in results.floor]}

@@ -18,6 +18,8 @@ TARGETS = {
     ("mlserver", "grpc"): "MLServer gRPC",
     ("kserve", "rest"): "KServe REST v2",
     ("ray", "http"): "Ray Serve HTTP",
+    ("floor", "v1"): "uvicorn, empty handler",
+    ("floor", "grpc"): "grpc.aio, empty handler",
 }
 LIMIT_LABEL = "in-process (limit)"
 
@@ -82,3 +84,4 @@ class Results:
     csv: list[CsvRow]
     cold: list[ColdRow]
     neighbours: list[Any] = field(default_factory=list)  # neighbours.NeighbourRow
+    floor: list[Row] = field(default_factory=list)  # benchmarks/floor.py's empty handlers

@@ -4,7 +4,8 @@ Scenarios (`--scenarios`, all by default), every server with the same worker cou
 - peers: fraud (XGBoost) and risk-flag (LightGBM), single-row requests at `--clients` over
   riskserve's HTTP /v1, /v2 and gRPC, beside the seed-style FastAPI app, MLServer (REST, gRPC),
   KServe's model server (REST v2) and Ray Serve, and the raw in-process predict (the limit);
-  the other worker counts (`--also-workers`) at the headline concurrency only.
+  the other worker counts (`--also-workers`) at the headline concurrency only; and the
+  framework floor (benchmarks/floor.py): an empty grpc.aio servicer and an empty uvicorn app.
 - keystroke: keystroke-rf and keystroke-svm the same way, against the seed app (the peers'
   booster runtimes do not take scikit-learn models).
 - neighbours: fraud at 16 clients alone and beside 4 clients on each heavy model, with every
@@ -95,7 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--heavy-clients", type=int, default=4)
     p.add_argument("--csv-rows", type=_ints, default=[100_000, 400_000],
                    help="CSV sizes (empty or 0: no CSV runs)")
-    p.add_argument("--csv-tries", type=int, default=1, help="uploads per CSV cell (best kept)")
+    p.add_argument("--csv-tries", type=int, default=3,
+                   help="uploads per CSV cell, best kept (one upload swung Ray 0.93-1.43x)")
     p.add_argument("--riskserve-env", action="append", default=[], metavar="K=V",
                    help="extra environment for riskserve (tuning experiments)")
     p.add_argument("--train-quick", action="store_true",
@@ -189,21 +191,25 @@ class Bench:
         self.csv_rows: list[CsvRow] = []
         self.cold_rows: list[ColdRow] = []
         self.neighbour_rows: list[neighbours.NeighbourRow] = []
+        self.floor_rows: list[Row] = []
 
     def record(self, model: str, workers: int, server: str, protocol: str,
-               result: load.Result, rss: float, spread: float = float("nan")) -> None:
+               result: load.Result, rss: float, spread: float = float("nan"),
+               into: list[Row] | None = None) -> None:
         kinds = ", ".join(f"{k}×{v}" for k, v in result.errors.most_common(3))
         row = Row(model, workers, result.clients, server, protocol, result.rps, result.p50,
                   result.p95, result.p99, result.ok + result.error_count, result.error_count,
                   kinds, rss, result.client_cpu_s / result.seconds if result.seconds else 0.0,
                   result.server_cpu_ms_per_request, spread)
-        self.rows.append(row)
+        (self.rows if into is None else into).append(row)
         log(f"  {model:13} w={workers} c={result.clients:<3} {row.label:22} "
             f"{row.rps:8.0f} req/s ±{spread:4.0%}  p50 {row.p50:6.2f}  p99 {row.p99:7.2f} ms  "
             f"errors {row.errors}  rss {rss:5.0f} MiB  server cpu/req {row.cpu_ms:.2f} ms")
 
-    def cells(self, targets: list[Target], model: str, workers: int, clients: list[int]) -> None:
-        """Every target at every concurrency, in interleaved rounds.
+    def cells(self, targets: list[Target], model: str, workers: int, clients: list[int],
+              into: list[Row] | None = None) -> None:
+        """Every target at every concurrency, in interleaved rounds (rows into `into`, else
+        the run's rows).
 
         The machine may be shared: rounds alternate the targets so that background load
         lands on all of them alike instead of on whichever ran at the wrong moment.
@@ -221,7 +227,20 @@ class Bench:
                 mean = float(np.mean(rates))
                 spread = (max(rates) - min(rates)) / 2 / mean if mean else float("nan")
                 self.record(model, workers, t.server, t.protocol, combine(parts[i]),
-                            t.running.rss_mb(), spread)
+                            t.running.rss_mb(), spread, into)
+
+    def floors(self, workers: int, clients: list[int], logs: Path) -> None:
+        """benchmarks/floor.py's empty handlers over gRPC and HTTP, fraud's request bodies,
+        in the same interleaved rounds: what each protocol stack costs before any work."""
+        name = "fraud" if "fraud" in self.bodies else next(iter(self.bodies))
+        b = self.bodies[name]
+        up = {p: servers.start_floor(p, workers, logs) for p in ("grpc", "http")}
+        try:
+            targets = [Target("floor", "grpc", up["grpc"], up["grpc"].grpc_target or "", b.grpc),
+                       Target("floor", "v1", up["http"], up["http"].http_url, b.v1)]
+            self.cells(targets, f"({name} body)", workers, clients, self.floor_rows)
+        finally:
+            stop_all(up)
 
     def limits(self, names: list[str], workers: int) -> None:
         from benchmarks.inprocess import single_row_limit
@@ -360,7 +379,7 @@ def needed_models(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def measure_at(bench: Bench, workers: int, up: dict[str, Running]) -> None:
+def measure_at(bench: Bench, workers: int, up: dict[str, Running], logs: Path) -> None:
     """Every scenario that runs at this worker count, on the servers already up."""
     a = bench.args
     scen = set(a.scenarios)
@@ -377,6 +396,8 @@ def measure_at(bench: Bench, workers: int, up: dict[str, Running]) -> None:
         for name in a.models:
             bench.cells(targets_for(name, bench.bodies[name], up, a, True), name, workers,
                         clients)
+        if headline:
+            bench.floors(workers, [a.headline_clients], logs)
     if "keystroke" in scen and headline:
         bench.limits(a.keystroke_models, workers)
         for name in a.keystroke_models:
@@ -436,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             f" with {workers} worker(s) each")
         up = start_all(bench, workers, peers, logs, baseline_root)
         try:
-            measure_at(bench, workers, up)
+            measure_at(bench, workers, up, logs)
         finally:
             stop_all(up)
     load_after = os.getloadavg()
@@ -455,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
             fraud_clients=args.fraud_clients, heavy_clients=args.heavy_clients,
             neighbour_rounds=args.neighbour_rounds, neighbour_seconds=args.neighbour_seconds),
     }
-    results = Results(bench.rows, bench.csv_rows, bench.cold_rows, bench.neighbour_rows)
+    results = Results(bench.rows, bench.csv_rows, bench.cold_rows, bench.neighbour_rows,
+                      bench.floor_rows)
     (out / "results.md").write_text(report.markdown(results, info, args.workers,
                                                     args.headline_clients,
                                                     args.neighbour_workers))

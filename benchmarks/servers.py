@@ -393,3 +393,32 @@ def start_ray(workers: int, models: dict[str, Stored], logs: Path) -> Running:
                       started_at=t0)
     _wait(running, ready_file.is_file, timeout_s=300.0)  # Ray starts a whole cluster
     return running
+
+
+def start_floor(protocol: str, workers: int, logs: Path) -> Running:
+    """benchmarks/floor.py's empty handler: grpc.aio ("grpc") or uvicorn ("http") with
+    `workers` processes, from riskserve's own venv (the same grpcio, uvicorn and uvloop)."""
+    port = rs_server.free_port()
+    log_path = logs / f"floor-{protocol}-w{workers}.log"
+    if protocol == "grpc":
+        cmd = [sys.executable, "-m", "benchmarks.floor", "grpc", str(port), str(workers)]
+    else:  # benchmarks.seed_serve: uvicorn with TCP_NODELAY restored under --workers
+        cmd = [sys.executable, "-m", "benchmarks.seed_serve", "benchmarks.floor:app",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+               "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+               "--log-level", "warning"]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **PEER_ENV},
+                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    running = Running(f"floor-{protocol}", proc, log_path, f"http://127.0.0.1:{port}",
+                      f"127.0.0.1:{port}" if protocol == "grpc" else None, workers=workers,
+                      started_at=t0)
+
+    def ready() -> bool:
+        if protocol == "grpc":
+            return log_path.read_text().count("listening on") >= workers
+        return httpx.post(running.http_url, content=b"{}", timeout=2).status_code == 200
+
+    _wait(running, ready)
+    return running

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +78,8 @@ def neighbour_verdicts(rows: list[NeighbourRow], workers: list[int]) -> list[Ver
     return out
 
 
-def online_verdicts(rows: list[Row], workers: int, clients: int) -> list[Verdict]:
+def online_verdicts(rows: list[Row], workers: int, clients: int,
+                    floor: Sequence[Row] = ()) -> list[Verdict]:
     at = {"workers": workers, "clients": clients}
     fraud = {"model": "fraud", **at}
     v1 = _rps(rows, server="riskserve", protocol="v1", **fraud)
@@ -108,8 +109,19 @@ def online_verdicts(rows: list[Row], workers: int, clients: int) -> list[Verdict
             if g and r and not math.isnan(g.cpu_ms + r.cpu_ms) and r.cpu_ms:
                 v.measured += (f"; server CPU per request {g.cpu_ms:.2f} vs {r.cpu_ms:.2f} ms "
                                f"(×{g.cpu_ms / r.cpu_ms:.2f})")
+            v.measured += _floor_note(floor, workers, clients)
             out.append(v)
     return out
+
+
+def _floor_note(floor: Sequence[Row], workers: int, clients: int) -> str:
+    """The empty handlers' CPU per request: the part of the gap below riskserve's code."""
+    at = {"workers": workers, "clients": clients, "server": "floor"}
+    g, h = find(floor, protocol="grpc", **at), find(floor, protocol="v1", **at)
+    if not (g and h) or math.isnan(g.cpu_ms + h.cpu_ms):
+        return ""
+    return (f"; an empty handler alone costs {g.cpu_ms:.2f} ms on grpc.aio vs {h.cpu_ms:.2f} "
+            f"on uvicorn")
 
 
 def csv_verdicts(rows: list[CsvRow]) -> list[Verdict]:
@@ -170,7 +182,7 @@ def baseline_verdicts(rows: list[Row], workers: int) -> list[Verdict]:
 def all_verdicts(results: Results, workers: int, clients: int,
                  neighbour_workers: list[int]) -> list[Verdict]:
     return [*neighbour_verdicts(results.neighbours, neighbour_workers),
-            *online_verdicts(results.rows, workers, clients),
+            *online_verdicts(results.rows, workers, clients, results.floor),
             *csv_verdicts(results.csv),
             *cold_verdicts(results.cold, workers),
             *baseline_verdicts(results.rows, workers)]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,15 @@ needs_h2load = pytest.mark.skipif(shutil.which("h2load") is None,
                                   reason="h2load (nghttp2-client) is not installed")
 
 BODIES = [b'{"rows": [{"a": 1}]}', b'{"b": "\\"quoted\\" \\\\ back\\nslash"}', bytes(range(256))]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """wrk resets its connections when its duration ends, mid-request: socketserver would print
+    that as a traceback in the test output, though nothing is wrong. Other errors still print."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 @pytest.fixture()
@@ -46,7 +57,7 @@ def server() -> Iterator[tuple[str, Counter[bytes]]]:
         def log_message(self, *_: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = _QuietServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -146,3 +157,28 @@ def test_a_peer_that_answered_nothing_in_the_window_is_a_measured_ratio() -> Non
     assert beaten.passed is True and "answered nothing" in beaten.measured
     assert _at_least("x ≥ 20× seed", 1009.0, float("nan"), 20, "req/s").passed is None
     assert _at_least("x ≥ 20× seed", 100.0, 10.0, 20, "req/s").passed is False
+
+
+def test_the_floor_servers_answer_over_their_protocols_with_every_process(tmp_path: Path) -> None:
+    """benchmarks/floor.py's empty handlers, started as the bench starts them: the OIP gRPC
+    call gets its (empty) answer from one of two processes on one port; HTTP answers JSON."""
+    import grpc
+    import httpx
+
+    from benchmarks import servers
+    from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
+    from riskserve.oip._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    g, h = servers.start_floor("grpc", 2, tmp_path), servers.start_floor("http", 1, tmp_path)
+    try:
+        assert g.processes() == 2  # the parent serves too: the CPU probe sees both
+        with grpc.insecure_channel(g.grpc_target or "") as channel:
+            answer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+                pb.ModelInferRequest(model_name="fraud", id="r1"), timeout=10)
+        assert (answer.model_name, answer.id, len(answer.outputs)) == ("fraud", "r1", 0)
+        r = httpx.post(h.http_url + "/v1/predict", content=b'{"inputs": [{}]}', timeout=10)
+        assert r.status_code == 200 and r.json() == {"predictions": [0]}
+    finally:
+        g.stop()
+        h.stop()
+    assert not g.alive() and not h.alive()
