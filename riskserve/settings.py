@@ -59,9 +59,9 @@ class Settings(BaseSettings):
     while the model is busy still share the next call, so batches grow with load anyway."""
 
     heavy_row_ms: float = 0.15
-    """A model whose calls cost more CPU than this per row (the cheapest row of the model
-    call alone, once it has made 16 calls) is heavy: its calls always run on its own thread,
-    at the priority heavy_nice."""
+    """A model whose calls cost more CPU than this per row (the model call alone, the cheapest
+    row once it has made 16 calls of several rows; a lone row is mostly the call's fixed part,
+    see batching.RowCost) is heavy: its calls always run on its own thread, at heavy_nice."""
 
     heavy_nice: int = Field(default=19, ge=0, le=19)
     """Linux nice value of a heavy model's thread; 0 keeps it at the worker's priority. When the

@@ -13,15 +13,15 @@ Cheap calls (a one-row tree model: ~0.1-0.3 ms, mostly holding the GIL) run on t
 thread hop would only add ~0.35 ms of hand-over. A size class nobody has measured yet runs on the
 thread once, which measures it.
 
-A model whose rows are expensive (its owner decides, from the model call's CPU per row: the
-110-class SVM's pairwise coupling, XGBoost's 22,000 trees) is heavy: all its calls run on its
-thread, and that thread gets a lower CPU priority (Linux nice `heavy_nice`). When the cores are
-short, the kernel then runs cheap models' requests first and a heavy model gets what they leave;
-when they are not, it runs as fast as before. Measured with 2 workers (fraud at 16 clients beside
-4 on keystroke-svm or keystroke-xgb, 3 rounds): fraud kept 0.68-0.74x of its rate alone before,
-and 0.90-1.02x with this; the heavy neighbour's own rate drops (about 800 to 74-182 req/s), which
-is the trade. Without privileges a thread's nice value can only go up, so a heavy model's thread
-stays lowered.
+A model whose rows are expensive (its owner decides, from the model call's CPU per row in
+batches, see RowCost: the 110-class SVM's pairwise coupling, XGBoost's 22,000 trees) is heavy: all
+its calls run on its thread, and that thread gets a lower CPU priority (Linux nice
+`heavy_nice`). When the cores are short, the kernel then runs cheap models' requests first and
+a heavy model gets what they leave; when they are not, it runs as fast as before. Measured with
+2 workers (fraud at 16 clients beside 4 on keystroke-svm or keystroke-xgb, 3 rounds): fraud kept
+0.68-0.74x of its rate alone before, and 0.90-1.02x with this; the heavy neighbour's own rate
+drops (about 800 to 74-182 req/s), which is the trade. Without privileges a thread's nice value
+can only go up, so a heavy model's thread stays lowered.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ INLINE_BUDGET_S = 0.001
 # A heavy model's thread's nice value (0: not lowered), and the calls measured before a model
 # may be called heavy.
 HEAVY_NICE = 19
-HEAVY_AFTER_CALLS = 16
+HEAVY_AFTER_CALLS = 16  # calls of more than one row (see RowCost)
 # Weight of the newest measurement in the moving average of a size class.
 EWMA_ALPHA = 0.2
 # Lingering (see MicroBatcher.linger_s): the longest a batch waits for more requests, and how
@@ -137,23 +137,32 @@ class CostModel:
 
 
 class RowCost:
-    """The cheapest CPU seconds per row one model call has taken, and how many calls were seen:
-    what decides whether a model is heavy. The model call alone: the fixed work each batch also
-    pays (drift counting: 60-130 us) would make any one-row call look dear. The minimum, not an
-    average: CPU time only errs upwards (a first call's lazy set-up, a cold cache, a collection),
-    and the decision it feeds cannot be undone."""
+    """The cheapest CPU seconds per row of the model call alone over its calls of more than one
+    row, and how many such calls were seen: what decides whether a model is heavy.
+
+    Calls of one row are no evidence: a call also has a fixed part (the runtime's set-up,
+    encoding, a cold cache), and on a slower or busier machine that alone passed the threshold
+    (risk-flag: ~0.2 ms for a lone row in a server on an AMD EPYC, 0.05 ms a row in batches),
+    which made a cheap model heavy for good after 16 lone requests, and its nice-19 thread then
+    starved behind everything else (risk-flag gRPC at 32 clients fell by a third). Batches
+    are what a busy model makes, and what its neighbours pay for. Not the marginal cost of a
+    row either: a large ensemble's first row pulls the model into the cache and the next rows
+    of the call reuse it, so in a server keystroke-xgb's marginal row looked cheap while its
+    calls were not. The minimum, not an average: CPU time only errs upwards (a first call's
+    lazy set-up, a cold cache, a collection), and the decision it feeds cannot be undone.
+    """
 
     def __init__(self) -> None:
         self.seconds = math.inf
-        self.calls = 0
+        self.calls = 0  # calls of more than one row
 
     def observe(self, rows: int, seconds: float) -> None:
-        if rows > 0:
+        if rows > 1:
             self.calls += 1
             self.seconds = min(self.seconds, seconds / rows)
 
     def above(self, seconds: float, after_calls: int = HEAVY_AFTER_CALLS) -> bool:
-        return self.calls >= after_calls and self.seconds > seconds
+        return self.calls >= max(1, after_calls) and self.seconds > seconds
 
 
 class MicroBatcher(Generic[R]):
