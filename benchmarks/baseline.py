@@ -4,18 +4,15 @@ The ref is checked out once as a detached `git worktree` under .cache/bench/base
 served by the same venv, from the same model store, with cwd = that worktree: `bentoml serve
 service:RiskServe` then imports the worktree's service.py and its `riskserve` package (the
 working directory comes first on sys.path; the editable install's finder is consulted after
-it). Older refs kept their server helper under tests/, so the launch is done here rather than
-through that ref's own code; everything else (env, ports, private BentoML home) matches
-riskserve/devtools/server.py, so both sides run the same way.
+it). Older refs kept their server helper under tests/, so both sides are launched by this
+checkout's riskserve/devtools/server.py (its `cwd` names the checkout served): the same env,
+ports and private BentoML home.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
-
-from riskserve.devtools import server as rs_server
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "bench"
@@ -40,23 +37,3 @@ def checkout(ref: str) -> tuple[Path, str]:
         subprocess.run(["git", "worktree", "add", "--force", "--detach", str(path), sha],
                        cwd=REPO, check=True, capture_output=True)
     return path, sha[:12]
-
-
-def start(root: Path, log: Path, env: dict[str, str], key: str, workers: int
-          ) -> rs_server.Served:
-    """`bentoml serve service:RiskServe` from `root` on free loopback ports (not waited for).
-
-    TODO(lead): once riskserve/devtools/server.start takes a `cwd`, this is one call to it.
-    """
-    port, grpc_port = rs_server.free_port(), rs_server.free_port()
-    shared = Path(env.get("BENTOML_HOME", os.environ["BENTOML_HOME"]))
-    home = rs_server.private_home(log.parent / f"{log.stem}-home", shared)
-    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "RISKSERVE_API_KEYS": key,
-                "RISKSERVE_GRPC_PORT": str(grpc_port), "RISKSERVE_GRPC_HOST": "127.0.0.1",
-                "RISKSERVE_WORKERS": str(workers), **env, "BENTOML_HOME": str(home)}
-    proc = subprocess.Popen(
-        [str(rs_server.BENTOML), "serve", "service:RiskServe", "--host", "127.0.0.1",
-         "--port", str(port)],
-        cwd=root, env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True)
-    return rs_server.Served(proc, port, grpc_port, key, log)

@@ -207,15 +207,11 @@ def start_riskserve(workers: int, logs: Path, env: dict[str, str] | None = None,
     `baseline`: serve the worktree at that path (benchmarks/baseline.py) instead of this
     checkout.
     """
-    from benchmarks import baseline as baseline_mod
-
     log_path = logs / f"{name}-w{workers}.log"
     precompile(baseline or REPO)
     t0 = time.monotonic()
-    if baseline is None:
-        served = rs_server.start(log_path, env or {}, key=key, workers=workers, wait=False)
-    else:
-        served = baseline_mod.start(baseline, log_path, env or {}, key, workers)
+    served = rs_server.start(log_path, env or {}, key=key, workers=workers, wait=False,
+                             cwd=baseline or REPO)
     running = Running(name, served.proc, served.log, served.url,
                       f"127.0.0.1:{served.grpc_port}", served.headers, served.stop,
                       workers=workers, started_at=t0)

@@ -61,12 +61,13 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def start(log: Path, env: Mapping[str, str], key: str = "test-key", workers: int = 1,
-          timeout_s: float = 90.0, wait: bool = True) -> Served:
+          timeout_s: float = 90.0, wait: bool = True, cwd: Path = REPO) -> Served:
     """Launch `bentoml serve service:RiskServe` on free ports and poll /readyz until ready.
 
     Each server gets a BentoML home of its own that links to the shared model store: BentoML
     empties `$BENTOML_HOME/prometheus_multiproc_dir` when it starts, so two servers on one home
-    would wipe each other's metrics.
+    would wipe each other's metrics. `cwd`: the checkout served (its service.py and riskserve
+    package come first on sys.path), this one unless the bench serves an older commit.
     """
     port, grpc_port = free_port(), free_port()
     shared = Path(env.get("BENTOML_HOME", os.environ["BENTOML_HOME"]))
@@ -78,7 +79,7 @@ def start(log: Path, env: Mapping[str, str], key: str = "test-key", workers: int
     fh = log.open("wb")
     proc = subprocess.Popen(
         [str(BENTOML), "serve", "service:RiskServe", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=full_env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=cwd, env=full_env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     served = Served(proc, port, grpc_port, key, log)
     if wait:
         wait_ready(served, timeout_s)
