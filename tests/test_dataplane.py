@@ -307,9 +307,9 @@ def test_a_cheap_models_calls_run_on_the_loop_for_every_protocol(
     than the call itself in the gRPC A/B)."""
     import threading
 
-    # Never heavy here: sequential single rows of a quick model can cost more than the heavy
-    # threshold per row, and heavy models run on their thread whatever the protocol.
-    dp = make_dp(trained, heavy_row_ms=1000.0)
+    # One row per call: never evidence that a model is heavy (see RowCost), so only the cost
+    # model decides where these run.
+    dp = make_dp(trained)
     where: list[str] = []
     score = DataPlane._score
 
