@@ -244,9 +244,11 @@ def _thread_nice() -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)  # Linux: 0 is the calling thread
 
 
-def test_a_heavy_models_calls_all_run_on_its_thread_at_a_lower_priority() -> None:
+def test_a_heavy_models_calls_all_run_on_its_lowered_thread_while_it_is_heavy() -> None:
     """Cheap calls go inline until the owner calls the model heavy; from then on every call
-    runs on the model's thread, whose nice value is raised once. A cheap model's is not."""
+    runs on a thread whose nice value is raised, and once it is no longer heavy (no cheaper
+    neighbour is called) its calls go back to the loop and its normal thread. A cheap model's
+    thread is never lowered."""
     import threading
 
     heavy = [False]
@@ -272,15 +274,46 @@ def test_a_heavy_models_calls_all_run_on_its_thread_at_a_lower_priority() -> Non
     run(three(b))
     heavy[0] = True
     run(three(b))
+    run(b.run({"x": np.zeros(1)}, 1))  # a CSV chunk: the lowered thread too
+    heavy[0] = False
+    run(three(b))
+    run(b.run({"x": np.zeros(1)}, 1))
     run(cheap.run({"x": np.zeros(1)}, 1))  # on its thread, never heavy
-    assert seen["heavy"] == [base, "loop", "loop", target, target, target]
+    assert seen["heavy"] == [base, "loop", "loop", target, target, target, target,
+                             "loop", "loop", "loop", base]
     assert seen["cheap"] == [base]
     assert _thread_nice() == base  # the loop's own thread is never touched
     b.close()
     cheap.close()
 
 
-def test_the_data_plane_calls_a_model_heavy_from_its_cpu_per_row(trained: dict) -> None:
+def test_a_model_with_expensive_rows_is_heavy_only_while_a_cheaper_one_is_called(
+        trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lowered thread lets a cheaper neighbour go first; with no such neighbour called
+    recently (alone, or beside other heavy models) a heavy model keeps its normal priority."""
+    from riskserve import dataplane
+
+    dp = make_dp(trained, heavy_nice=0, heavy_row_ms=1.0)
+    svm, rf, fraud = (dp.resolve(Call(n)) for n in ("keystroke-svm", "keystroke-rf", "fraud"))
+    for model in (svm, rf):  # measured at a second a row: far above the 1 ms limit
+        for _ in range(HEAVY_AFTER_CALLS):
+            dp._row_cost(model).observe(8, 8.0)
+    heavy = dp._batcher(svm, "predict")
+    assert not heavy.heavy  # nobody else called yet
+
+    def call(name: str) -> None:
+        run(dp.infer(Call(name), handlers.records(records(name, sample_frame(name, 1)))))
+
+    call("keystroke-rf")
+    assert not heavy.heavy  # its only neighbour is heavy too
+    call("fraud")  # a real call: a fraud row costs far below 1 ms
+    assert heavy.heavy and not dp._batcher(fraud, "predict").heavy
+    monkeypatch.setattr(dataplane, "NEIGHBOUR_WINDOW_S", 0.0)
+    assert not heavy.heavy  # fraud's call is no longer recent
+
+
+def test_the_data_plane_finds_a_models_rows_expensive_from_its_cpu_per_row(trained: dict
+                                                                          ) -> None:
     def heavy_after(calls: int, batched_every: int = 2, **settings: Any) -> bool:
         """`calls` requests, every `batched_every`-th of 32 rows (0: one row each)."""
         name = "fraud"
@@ -289,8 +322,7 @@ def test_the_data_plane_calls_a_model_heavy_from_its_cpu_per_row(trained: dict) 
         for i in range(calls):
             frame = many if batched_every and i % batched_every == 0 else one
             run(dp.infer(Call(name), handlers.records(records(name, frame))))
-        model = dp.resolve(Call(name))
-        return dp._batcher(model, "predict").heavy
+        return dp._row_cost(dp.resolve(Call(name))).above(dp.settings.heavy_row_ms / 1000)
 
     assert not heavy_after(2 * HEAVY_AFTER_CALLS, heavy_row_ms=1000.0)
     assert not heavy_after(2 * HEAVY_AFTER_CALLS - 2, heavy_row_ms=0.0)  # too few batches
@@ -326,8 +358,9 @@ def test_a_cheap_models_calls_run_on_the_loop_for_every_protocol(
 
     run(calls())
     # Calls are measured on the model's thread until the estimate (cold first calls included)
-    # is known to be cheap; from then on they stay on the loop.
-    assert where[0] == "thread" and where[-10:] == ["loop"] * 10, " ".join(where)
+    # is known to be cheap; from then on they stay on the loop, but for the odd call that a
+    # collection or a busy machine made cost over the budget (it is re-measured on the thread).
+    assert where[0] == "thread" and where[-20:].count("loop") >= 16, " ".join(where)
 
 
 def test_concurrent_requests_share_one_call() -> None:
