@@ -182,3 +182,23 @@ def test_the_floor_servers_answer_over_their_protocols_with_every_process(tmp_pa
         g.stop()
         h.stop()
     assert not g.alive() and not h.alive()
+
+
+def test_only_the_most_recently_used_baseline_worktrees_are_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--baseline` leaves a worktree per ref; older ones are removed, the newest kept."""
+    import os
+
+    from benchmarks import baseline
+
+    monkeypatch.setattr(baseline, "CACHE", tmp_path)
+    for age, sha in enumerate(("aaaa", "bbbb", "cccc", "dddd")):
+        folder = tmp_path / f"baseline-{sha}"
+        (folder / "riskserve").mkdir(parents=True)
+        os.utime(folder, (1_000_000 - age, 1_000_000 - age))  # aaaa used last
+    (tmp_path / "tools-venv").mkdir()  # not a baseline: never touched
+
+    removed = baseline.prune(2)
+    assert sorted(p.name for p in removed) == ["baseline-cccc", "baseline-dddd"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline-aaaa", "baseline-bbbb",
+                                                          "tools-venv"]
