@@ -27,7 +27,7 @@ import numpy as np
 
 from riskserve.auth import ANONYMOUS, Caller
 from riskserve.core import store
-from riskserve.core.batching import NEIGHBOUR_WINDOW_S, MicroBatcher, RowCost, split_rows
+from riskserve.core.batching import MicroBatcher, RowCost, split_rows
 from riskserve.core.encoding import Columns
 from riskserve.core.registry import Registry
 from riskserve.core.scoring import Prediction, ScoringModel
@@ -293,7 +293,8 @@ class DataPlane:
         b = self._batchers.get(key)
         if b is None:
             cost = self._row_cost(model)
-            options = {"heavy": lambda: self._heavy(model.spec.name, cost),
+            heavy_row_s = self.settings.heavy_row_ms / 1000
+            options = {"heavy": lambda: cost.above(heavy_row_s),
                        "heavy_nice": self.settings.heavy_nice}
             if path == "predict":
                 b = MicroBatcher(lambda cols: self._score(model, cols),
@@ -306,23 +307,6 @@ class DataPlane:
                                  name=f"{model.spec.name}-explain", **options)
             self._batchers[key] = b
         return b
-
-    def _heavy(self, name: str, cost: RowCost) -> bool:
-        """Expensive rows (see RowCost) while another, cheaper model of this worker has been
-        called in the last NEIGHBOUR_WINDOW_S: the lowered thread exists to let that model go
-        first. Alone, or beside heavy models only, it would just lose to the rest of the
-        machine: risk-flag, called heavy from small batches on a loaded machine and served
-        alone, fell to 0.56x of its REST rate over gRPC. Asked once per batch, on the loop."""
-        limit = self.settings.heavy_row_ms / 1000
-        if not cost.above(limit):
-            return False
-        since = time.perf_counter() - NEIGHBOUR_WINDOW_S
-        for (other, version, _), b in self._batchers.items():
-            if other != name and b.last_call > since:
-                other_cost = self._row_costs.get((other, version))
-                if other_cost is None or not other_cost.above(limit):
-                    return True
-        return False
 
     def _row_cost(self, model: ScoringModel) -> RowCost:
         key = (model.spec.name, model.version)

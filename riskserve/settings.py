@@ -61,8 +61,7 @@ class Settings(BaseSettings):
     heavy_row_ms: float = 0.15
     """A model whose calls cost more CPU than this per row (the model call alone, the cheapest
     row once it has made 16 calls of several rows; a lone row is mostly the call's fixed part,
-    see batching.RowCost) is heavy: while a cheaper model of the worker is being called, its
-    calls all run on its own thread at heavy_nice."""
+    see batching.RowCost) is heavy: its calls always run on its own thread, at heavy_nice."""
 
     heavy_nice: int = Field(default=19, ge=0, le=19)
     """Linux nice value of a heavy model's thread; 0 keeps it at the worker's priority. When the

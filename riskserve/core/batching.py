@@ -14,18 +14,14 @@ thread hop would only add ~0.35 ms of hand-over. A size class nobody has measure
 thread once, which measures it.
 
 A model whose rows are expensive (its owner decides, from the model call's CPU per row in
-batches, see RowCost: the 110-class SVM's pairwise coupling, XGBoost's 22,000 trees) is heavy
-while a cheaper model of the same worker is being called: then all its calls run on a second
-thread of its own whose CPU priority is lower (Linux nice `heavy_nice`). When the cores are
-short, the kernel runs cheap models' requests first and a heavy model gets what they leave;
-when they are not, it runs as fast as before. Measured with 2 workers (fraud at 16 clients
-beside 4 on keystroke-svm or keystroke-xgb, 3 rounds): fraud kept 0.68-0.74x of its rate alone
-before, and 0.90-1.02x with this; the heavy neighbour's own rate drops (about 800 to 74-182
-req/s), which is the trade. With no cheaper neighbour there is nobody to protect, and a lowered
-thread would only lose to everything else on the machine (the other worker, the load
-generator): a model served alone goes back to its normal thread and the cost model decides
-where its calls run. Two threads because, without privileges, a thread's nice value can only
-go up.
+batches, see RowCost: the 110-class SVM's pairwise coupling, XGBoost's 22,000 trees) is heavy: all
+its calls run on its thread, and that thread gets a lower CPU priority (Linux nice
+`heavy_nice`). When the cores are short, the kernel then runs cheap models' requests first and
+a heavy model gets what they leave; when they are not, it runs as fast as before. Measured with
+2 workers (fraud at 16 clients beside 4 on keystroke-svm or keystroke-xgb, 3 rounds): fraud kept
+0.68-0.74x of its rate alone before, and 0.90-1.02x with this; the heavy neighbour's own rate
+drops (about 800 to 74-182 req/s), which is the trade. Without privileges a thread's nice value
+can only go up, so a heavy model's thread stays lowered.
 """
 
 from __future__ import annotations
@@ -56,8 +52,6 @@ INLINE_BUDGET_S = 0.001
 # may be called heavy.
 HEAVY_NICE = 19
 HEAVY_AFTER_CALLS = 16  # calls of more than one row (see RowCost)
-# A heavy model's calls are lowered while a cheaper model was called this recently.
-NEIGHBOUR_WINDOW_S = 1.0
 # Weight of the newest measurement in the moving average of a size class.
 EWMA_ALPHA = 0.2
 # Lingering (see MicroBatcher.linger_s): the longest a batch waits for more requests, and how
@@ -188,13 +182,11 @@ class MicroBatcher(Generic[R]):
         self._heavy = heavy
         self.heavy_nice = heavy_nice
         self.name = name
+        self._niced = False  # the thread's priority was lowered (it never goes back up)
         self.cost = CostModel()
         # One thread: calls to a model are serialised anyway, and a model that is slow or busy
-        # can then never occupy the threads its neighbours need. The lowered one (see heavy) is
-        # started on first use; calls are serialised across both.
+        # can then never occupy the threads its neighbours need.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rs-{name}")
-        self._lowered: ThreadPoolExecutor | None = None
-        self.last_call = -math.inf  # perf_counter when its latest call started
         self._queue: deque[_Pending[R]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self.busy = False  # a call is running (the shadow path stays away from busy models)
@@ -229,9 +221,8 @@ class MicroBatcher(Generic[R]):
 
     async def run(self, columns: Columns, rows: int) -> R:
         """One call outside the queue (a CSV chunk), on the model's thread, measured."""
-        self.last_call = time.perf_counter()
-        return await asyncio.get_running_loop().run_in_executor(
-            self._thread(self.heavy), self._timed, columns, rows)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._threaded, columns, rows)
 
     def _timed(self, columns: Columns, rows: int) -> R:
         # CPU seconds of this thread, not wall time: on the model's thread, wall time also
@@ -243,23 +234,20 @@ class MicroBatcher(Generic[R]):
         self.cost.observe(rows, time.thread_time() - start)
         return result
 
+    def _threaded(self, columns: Columns, rows: int) -> R:
+        """A call on the model's own thread, which first drops its priority once it is heavy."""
+        if not self._niced and self.heavy:
+            self._lower_priority()
+        return self._timed(columns, rows)
+
     @property
     def heavy(self) -> bool:
-        """Should calls go to the lowered thread now (the owner's rule); asked on the loop."""
         return self._heavy()
 
-    def _thread(self, heavy: bool) -> ThreadPoolExecutor:
-        if not heavy:
-            return self._executor
-        if self._lowered is None:
-            self._lowered = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"rs-{self.name}-low",
-                initializer=self._lower_priority)
-        return self._lowered
-
     def _lower_priority(self) -> None:
-        """Lower the calling (lowered) thread's CPU priority. Linux keeps a nice value per
-        thread; a process started nicer than heavy_nice stays as it is."""
+        """Lower this (the model's) thread's CPU priority, once; run on that thread. Linux
+        keeps a nice value per thread; a process started nicer than heavy_nice stays as it is."""
+        self._niced = True
         if self.heavy_nice <= 0:
             return
         tid = threading.get_native_id()
@@ -269,8 +257,7 @@ class MicroBatcher(Generic[R]):
         except OSError as exc:  # not Linux, or a sandbox refusing it: keep the priority
             logger.warning("could not lower the priority of %s's thread: %s", self.name, exc)
             return
-        logger.info("%s is heavy beside cheaper models: while they are called, its calls run on "
-                    "its own thread at nice %d", self.name, nice)
+        logger.info("%s is heavy: its calls run on its own thread, at nice %d", self.name, nice)
 
     def linger_s(self) -> float:
         """How long the next batch waits for more lingering requests: 0 unless they arrive
@@ -301,7 +288,7 @@ class MicroBatcher(Generic[R]):
 
     def runs_inline(self, rows: int) -> bool:
         expected = self.cost.estimate(rows)
-        return expected is not None and expected <= self.inline_budget_s
+        return expected is not None and expected <= self.inline_budget_s and not self.heavy
 
     def _take(self) -> list[_Pending[R]]:
         batch = [self._queue.popleft()]
@@ -332,13 +319,11 @@ class MicroBatcher(Generic[R]):
             merged = merge([p.columns for p in batch])
             rows = sum(p.rows for p in batch)
             self.busy = True
-            self.last_call = time.perf_counter()
-            heavy = self.heavy
             try:
-                if not heavy and all(p.inline for p in batch) and self.runs_inline(rows):
+                if all(p.inline for p in batch) and self.runs_inline(rows):
                     result = self._timed(merged, rows)
                 else:
-                    result = await loop.run_in_executor(self._thread(heavy), self._timed, merged,
+                    result = await loop.run_in_executor(self._executor, self._threaded, merged,
                                                         rows)
             except Exception as exc:  # the error belongs to every caller in the batch
                 for p in batch:
@@ -353,7 +338,5 @@ class MicroBatcher(Generic[R]):
                     p.future.set_result(part)
 
     def close(self) -> None:
-        for executor in (self._executor, self._lowered):
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
