@@ -123,7 +123,7 @@ def test_h2load_makes_real_grpc_calls_and_logs_each_latency(
     target, seen = grpc_server
     warmed = asyncio.run(load.h2load_load(target, "/a.B/C", BODIES, (("x-api-key", "k"),), 2,
                                           1.0, warmup_s=1.0))
-    before = seen[(BODIES[0], "k")]
+    before = seen[(BODIES[0], "k")]  # the warmed run's: its check call, 1 s of warm-up, 1 s
     result = asyncio.run(load.h2load_load(target, "/a.B/C", BODIES, (("x-api-key", "k"),), 2,
                                           1.0, warmup_s=0))
     assert set(seen) == {(BODIES[0], "k")}  # the protobuf body, framed, with its metadata
@@ -131,8 +131,9 @@ def test_h2load_makes_real_grpc_calls_and_logs_each_latency(
     # Every logged call reached the server, plus the check call and at most one call per
     # client still in flight when the duration ended (h2load stops those unlogged).
     assert result.ok + 1 <= seen[(BODIES[0], "k")] - before <= result.ok + 1 + 2
-    # The warm-up's calls are not counted: the warmed run measured about one second's worth.
-    assert 0.5 * result.ok < warmed.ok < 1.5 * result.ok
+    # The warm-up's calls are not counted: the warmed run logged about half the calls the
+    # server saw (judged within that run: the machine's speed drifts between runs).
+    assert 0.25 * before < warmed.ok < 0.75 * before
     assert 0 < result.p50 <= result.p99 < 1000  # milliseconds
     assert result.rps == pytest.approx(result.ok / result.seconds)
 
