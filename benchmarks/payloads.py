@@ -22,6 +22,7 @@ import pandas as pd
 from riskserve.core.scoring import ScoringModel
 from riskserve.core.specs import SPECS
 from riskserve.core.validation import columns_from_records
+from riskserve.devtools import samples
 from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
 
 GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -67,17 +68,7 @@ def v2_body(name: str, row: Mapping[str, Any]) -> bytes:
 
 def grpc_request(name: str, row: Mapping[str, Any]) -> bytes:
     """ModelInferRequest with typed contents, one tensor per feature."""
-    req = pb.ModelInferRequest(model_name=name)
-    for f in SPECS[name].features:
-        t = req.inputs.add(name=f.name, datatype=f.datatype, shape=[1])
-        value = row[f.name]
-        if f.datatype == "BYTES":
-            t.contents.bytes_contents.append(str(value).encode())
-        elif f.datatype == "INT64":
-            t.contents.int64_contents.append(int(value))
-        else:
-            t.contents.fp64_contents.append(float(value))
-    return req.SerializeToString()
+    return samples.grpc_request(name, row).SerializeToString()
 
 
 def seed_body(row: Mapping[str, Any]) -> bytes:

@@ -1,7 +1,8 @@
 """Faults survived, with real `bentoml serve` processes (two workers, loopback only).
 
-- `kill -9` of one worker under load: the other keeps answering, circus respawns the dead
-  one (which then serves again), and only requests that were on the killed worker fail.
+- `kill -9` of one worker under load, over HTTP and over gRPC: the other keeps answering,
+  circus respawns the dead one (which then serves again), and only requests that were on the
+  killed worker fail.
 - SIGTERM under load: requests in flight complete (a CSV upload too); with riskserve.lifecycle
   wired into service.py, readiness fails first and the worker serves on for the drain delay.
 - A truncated or corrupt model file, or an unreadable store: `bentoml serve` refuses to start
@@ -22,10 +23,10 @@ import shutil
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pandas as pd
@@ -34,7 +35,7 @@ import pytest
 
 from riskserve import lifecycle
 from riskserve.core.specs import MODEL_NAMES
-from riskserve.devtools import server
+from riskserve.devtools import samples, server
 from riskserve.errors import ConfigurationError
 from tests.polling import eventually
 
@@ -74,9 +75,11 @@ def client_connections(pid: int, port: int) -> int:
                if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port)
 
 
-def served_by(log_text: str, wid: int) -> int:
-    """How many /v1/predict answers the access log attributes to circus worker `wid`."""
-    return len(re.findall(rf"\[entry_service:riskserve:{wid}\][^\n]*path=/v1/predict", log_text))
+def served_by(log_text: str, wid: int, route: str = "path=/v1/predict") -> int:
+    """How many answers on `route` (an access-log fragment) the access log attributes to
+    circus worker `wid`."""
+    return len(re.findall(rf"\[entry_service:riskserve:{wid}\][^\n]*{re.escape(route)}",
+                          log_text))
 
 
 @dataclass
@@ -92,6 +95,7 @@ class Outcome:
 class Load:
     """CLIENTS callers posting single-row predictions until `stop` is set."""
 
+    OK: ClassVar[int | str] = 200
     served: server.Served
     outcomes: list[Outcome] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,11 +114,53 @@ class Load:
                 except httpx.HTTPError as exc:
                     result = type(exc).__name__
                 self.outcomes.append(Outcome(sent, time.monotonic(), result))
-                if result != 200:
+                if result != self.OK:
                     await asyncio.sleep(0.02)  # a failed connection: do not spin
 
     def between(self, start: float, end: float) -> Counter[int | str]:
         return Counter(o.result for o in self.outcomes if start <= o.sent < end)
+
+
+def grpc_stub(channel: Any) -> Any:
+    from riskserve.oip._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    return pb_grpc.GRPCInferenceServiceStub(channel)
+
+
+def grpc_channel(served: server.Served) -> Any:
+    """A channel with a connection of its own (a private subchannel pool): the kernel hands
+    each new connection to either worker, as for HTTP keep-alive clients."""
+    import grpc
+
+    return grpc.aio.insecure_channel(f"127.0.0.1:{served.grpc_port}",
+                                     options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+@dataclass
+class GrpcLoad(Load):
+    """The same callers over gRPC ModelInfer, each on its own channel; waiting for a channel
+    to be ready (after its worker died) is what a client library's default retry does."""
+
+    OK: ClassVar[int | str] = "OK"
+
+    async def client(self) -> None:
+        import grpc
+
+        request = samples.grpc_request("fraud", ROW)
+        metadata = (("x-api-key", self.served.key),)
+        async with grpc_channel(self.served) as channel:
+            stub = grpc_stub(channel)
+            while not self.stop.is_set():
+                sent = time.monotonic()
+                try:
+                    await stub.ModelInfer(request, metadata=metadata, timeout=HANG_S,
+                                          wait_for_ready=True)
+                    result: int | str = self.OK
+                except grpc.aio.AioRpcError as exc:
+                    result = exc.code().name
+                self.outcomes.append(Outcome(sent, time.monotonic(), result))
+                if result != self.OK:
+                    await asyncio.sleep(0.02)
 
 
 # ---- fast tier: the drain mechanism with a real signal, the load check on a broken store ----
@@ -243,59 +289,109 @@ def pair(trained: dict, tmp_path: Path) -> Iterator[server.Served]:
         served.stop()
 
 
-def test_kill_9_one_worker_under_load(pair: server.Served) -> None:
-    before = eventually(lambda: (w if len(w := workers(pair)) == 2 else None), 30,
-                        "two workers", interval_s=0.1)
-    held: dict[int, int] = {}
+async def kill_busiest_and_respawn(pair: server.Served, before: dict[int, int], port: int
+                                   ) -> tuple[int, dict[int, int], float, float]:
+    """SIGKILL the worker holding more of the callers' connections on `port`; once circus has
+    a new process under its id that loaded the models, return that id, the connections each
+    worker held, and when it was killed and back."""
+    held = {wid: client_connections(pid, port) for wid, pid in before.items()}
+    victim_wid = max(held, key=held.__getitem__)
+    victim = before[victim_wid]
+    killed = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    offset = len(pair.log_text())
+    initialized = f"[entry_service:riskserve:{victim_wid}] Service riskserve initialized"
+    deadline = time.monotonic() + 120
+    while not (workers(pair).get(victim_wid) not in (None, victim)
+               and initialized in pair.log_text()[offset:]):
+        assert time.monotonic() < deadline, f"no respawn: {workers(pair)}"
+        await asyncio.sleep(0.2)
+    return victim_wid, held, killed, time.monotonic()
 
-    async def scenario() -> tuple[Load, float, float, int, int]:
-        load = Load(pair)
-        clients = [asyncio.create_task(load.client()) for _ in range(CLIENTS)]
-        await asyncio.sleep(1.5)
-        # The victim: the worker holding more of the callers' connections.
-        held.update({wid: client_connections(pid, pair.port) for wid, pid in before.items()})
-        victim_wid = max(held, key=held.__getitem__)
-        victim = before[victim_wid]
-        killed = time.monotonic()
-        os.kill(victim, signal.SIGKILL)
-        # Respawned: a new process under the same circus id that has loaded the models.
-        offset = len(pair.log_text())
-        initialized = f"[entry_service:riskserve:{victim_wid}] Service riskserve initialized"
-        deadline = time.monotonic() + 120
-        while not (workers(pair).get(victim_wid) not in (None, victim)
-                   and initialized in pair.log_text()[offset:]):
-            assert time.monotonic() < deadline, f"no respawn: {workers(pair)}"
-            await asyncio.sleep(0.2)
-        back = time.monotonic()
-        # ... and answers: the callers' keep-alive connections all went to the survivor, so
-        # new connections (the kernel hands each to either worker) until one lands there.
-        offset = len(pair.log_text())
-        async with httpx.AsyncClient(base_url=pair.url, timeout=HANG_S) as fresh:
-            while served_by(pair.log_text()[offset:], victim_wid) == 0:
-                assert time.monotonic() < deadline, "the respawned worker answers nothing"
-                resp = await fresh.post("/v1/predict", json={"model": "fraud", "inputs": [ROW]},
-                                        headers={**pair.headers, "connection": "close"})
-                assert resp.status_code == 200, resp.text
-        load.stop.set()
-        await asyncio.gather(*clients)
-        return load, killed, back, victim_wid, held[victim_wid]
 
-    load, killed, back, victim_wid, victim_held = asyncio.run(scenario())
-    failed = [o for o in load.outcomes if o.result != 200]
+async def until_answered_by(pair: server.Served, wid: int, route: str,
+                            call: Callable[[], Awaitable[None]]) -> None:
+    """New connections (the kernel hands each to either worker) until worker `wid` answers
+    one on `route`: the callers' connections all went to the survivor."""
+    offset = len(pair.log_text())
+    deadline = time.monotonic() + 120
+    while served_by(pair.log_text()[offset:], wid, route) == 0:
+        assert time.monotonic() < deadline, "the respawned worker answers nothing"
+        await call()
+
+
+def check_only_the_killed_workers_calls_failed(load: Load, killed: float, back: float,
+                                               victim_wid: int, held: dict[int, int]) -> None:
+    failed = [o for o in load.outcomes if o.result != load.OK]
     during = load.between(killed, back)
     after = load.between(back, float("inf"))
-    print(f"\nkill -9 worker {victim_wid} (holding {victim_held} of {sum(held.values())} "
+    print(f"\nkill -9 worker {victim_wid} (holding {held[victim_wid]} of {sum(held.values())} "
           f"caller connections): {len(load.outcomes)} requests, failed "
           f"{dict(Counter(o.result for o in failed))}; until respawned "
           f"({back - killed:.1f} s) {dict(during)}; after {dict(after)}")
-    assert load.between(0, killed)[200] > 0
+    assert load.between(0, killed)[load.OK] > 0
     # Only requests on the killed worker fail: the one in flight or the next one on each
     # connection it held, so at most one per connection it held, and none before the kill.
-    assert victim_held > 0, held
+    assert held[victim_wid] > 0, held
     assert all(o.done >= killed for o in failed), failed
-    assert len(failed) <= victim_held, failed
-    assert during[200] > 0, f"the surviving worker did not answer: {during}"
-    assert set(after) == {200}, after
+    assert len(failed) <= held[victim_wid], failed
+    assert during[load.OK] > 0, f"the surviving worker did not answer: {during}"
+    assert set(after) == {load.OK}, after
+
+
+def test_kill_9_one_worker_under_load(pair: server.Served) -> None:
+    before = eventually(lambda: (w if len(w := workers(pair)) == 2 else None), 30,
+                        "two workers", interval_s=0.1)
+
+    async def fresh_predict() -> None:
+        async with httpx.AsyncClient(base_url=pair.url, timeout=HANG_S) as fresh:
+            resp = await fresh.post("/v1/predict", json={"model": "fraud", "inputs": [ROW]},
+                                    headers={**pair.headers, "connection": "close"})
+            assert resp.status_code == 200, resp.text
+
+    async def scenario() -> tuple[Load, float, float, int, dict[int, int]]:
+        load = Load(pair)
+        clients = [asyncio.create_task(load.client()) for _ in range(CLIENTS)]
+        await asyncio.sleep(1.5)
+        victim_wid, held, killed, back = await kill_busiest_and_respawn(pair, before,
+                                                                        pair.port)
+        await until_answered_by(pair, victim_wid, "path=/v1/predict", fresh_predict)
+        load.stop.set()
+        await asyncio.gather(*clients)
+        return load, killed, back, victim_wid, held
+
+    load, killed, back, victim_wid, held = asyncio.run(scenario())
+    check_only_the_killed_workers_calls_failed(load, killed, back, victim_wid, held)
+    assert pair.proc.poll() is None
+
+
+def test_kill_9_one_worker_under_grpc_load(pair: server.Served) -> None:
+    """The same over gRPC: every worker serves the one gRPC port (SO_REUSEPORT), the dead
+    worker's channels reconnect to whichever worker the kernel picks, and only the calls in
+    flight on it fail (UNAVAILABLE)."""
+    before = eventually(lambda: (w if len(w := workers(pair)) == 2 else None), 30,
+                        "two workers", interval_s=0.1)
+    request = samples.grpc_request("fraud", ROW)
+
+    async def fresh_infer() -> None:
+        async with grpc_channel(pair) as channel:
+            await grpc_stub(channel).ModelInfer(
+                request, metadata=(("x-api-key", pair.key),), timeout=HANG_S)
+
+    async def scenario() -> tuple[Load, float, float, int, dict[int, int]]:
+        load = GrpcLoad(pair)
+        clients = [asyncio.create_task(load.client()) for _ in range(CLIENTS)]
+        await asyncio.sleep(1.5)
+        victim_wid, held, killed, back = await kill_busiest_and_respawn(pair, before,
+                                                                        pair.grpc_port)
+        await until_answered_by(pair, victim_wid, "method=/inference.GRPCInferenceService/"
+                                "ModelInfer", fresh_infer)
+        load.stop.set()
+        await asyncio.gather(*clients)
+        return load, killed, back, victim_wid, held
+
+    load, killed, back, victim_wid, held = asyncio.run(scenario())
+    check_only_the_killed_workers_calls_failed(load, killed, back, victim_wid, held)
     assert pair.proc.poll() is None
 
 

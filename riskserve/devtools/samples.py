@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -36,6 +37,24 @@ def stored_model(name: str, version: str) -> ScoringModel:
 def sample_frame(name: str, n: int = ROWS, seed: int = 11) -> pd.DataFrame:
     prepared = _prepared(name, seed)
     return prepared.frame.sample(n, random_state=seed).reset_index(drop=True)
+
+
+def grpc_request(name: str, row: Mapping[str, Any]) -> Any:
+    """A gRPC ModelInferRequest for one row: typed contents (as grpcurl sends), one tensor per
+    feature in the contract's datatype."""
+    from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=name)
+    for f in SPECS[name].features:
+        tensor = request.inputs.add(name=f.name, datatype=f.datatype, shape=[1])
+        value = row[f.name]
+        if f.datatype == "BYTES":
+            tensor.contents.bytes_contents.append(str(value).encode())
+        elif f.datatype == "INT64":
+            tensor.contents.int64_contents.append(int(value))
+        else:
+            tensor.contents.fp64_contents.append(float(value))
+    return request
 
 
 def records(name: str, frame: pd.DataFrame) -> list[dict[str, Any]]:
