@@ -127,7 +127,7 @@ test-container: image  ## run the image and the chart's pod under podman, on loo
 # ---- Benchmarks and fuzzing ------------------------------------------------------
 # `python -m benchmarks --help` lists the knobs; results land in
 # reports/bench/<timestamp>/ and the latest copy in benchmarks/RESULTS.md + results.png.
-.PHONY: bench bench-deps bench-decisions fuzz profile
+.PHONY: bench bench-deps bench-decisions fuzz profile profile-misses
 
 bench-deps:  ## wrk and h2load (Debian) for the bench; without them it falls back to aiohttp / grpc.aio
 	@$(LOADGEN_INSTALL) || echo "wrk / h2load could not be installed: the bench uses aiohttp / grpc.aio"
@@ -146,6 +146,12 @@ fuzz: setup  ## a long randomised schemathesis + property fuzz run (the default 
 	RISKSERVE_FUZZ_EXAMPLES=$${RISKSERVE_FUZZ_EXAMPLES:-300} RISKSERVE_FUZZ_SEED=random \
 	  $(BIN)/pytest tests/test_fuzz.py -q
 
-profile: setup bench-deps  ## py-spy profile of one riskserve worker under the bench load (MODEL=, PROTOCOL=, NEIGHBOUR=)
+profile: setup bench-deps  ## py-spy profile of riskserve's workers under the bench load (MODEL=, PROTOCOL=v1|v2|grpc|csv, WORKERS=, NEIGHBOUR=a,b, CSV_ROWS=)
 	$(BIN)/python -m benchmarks.profile --model $${MODEL:-fraud} --protocol $${PROTOCOL:-v1} \
-	  $${NEIGHBOUR:+--neighbour $$NEIGHBOUR}
+	  --workers $${WORKERS:-1} $${NEIGHBOUR:+--neighbour $$NEIGHBOUR} $${CSV_ROWS:+--csv-rows $$CSV_ROWS}
+
+# The newest bench run that recorded how it judged its targets (RESULTS= picks another).
+RESULTS ?= $(lastword $(sort $(wildcard reports/bench/2*/results.json)))
+profile-misses: setup bench-deps  ## profile every target RESULTS (default: the newest make bench run) missed into benchmarks/PROFILES.md (~1 min a target)
+	@test -n "$(RESULTS)" || { echo "no reports/bench/*/results.json: run make bench first"; exit 1; }
+	$(BIN)/python -m benchmarks.profile --misses $(RESULTS)

@@ -207,9 +207,10 @@ def markdown(results: Results, meta: dict[str, Any], headline_workers: int,
         f"which is why targets alternate in rounds (± is the spread between rounds).\n\n",
         f"## Targets ({_workers(headline_workers)}, single-row requests)\n\n",
         verdict_table(vs), "\n",
-        *(["A missed target comes with its profile: `make profile MODEL=fraud PROTOCOL=v1` "
-           "(one worker under the same load; `NEIGHBOUR=keystroke-rf` adds the heavy "
-           "neighbour) writes reports/bench/profile-*/top.md and flame.svg.\n\n"]
+        *(["Each missed target's profile, beside the cell it is judged against, is in "
+           "[PROFILES.md](PROFILES.md) (`make profile-misses`, which `make bench` runs after "
+           "a run that missed one); `make profile MODEL= PROTOCOL= WORKERS= NEIGHBOUR=` "
+           "profiles any other cell.\n\n"]
           if any(v.passed is False for v in vs) else []),
         f"## Headline: single-row requests, {headline_clients} concurrent clients, "
         f"{_workers(headline_workers)} each\n\n",
@@ -318,3 +319,11 @@ def to_json(results: Results) -> dict[str, Any]:
             "cold": [asdict(c) for c in results.cold],
             "neighbours": [asdict(n) for n in results.neighbours],
             "floor": [asdict(r) for r in results.floor]}
+
+
+def from_json(data: dict[str, Any]) -> Results:
+    """The rows `to_json` wrote (results.json), back as the dataclasses the verdicts judge."""
+    return Results([Row(**r) for r in data["rows"]], [CsvRow(**c) for c in data["csv"]],
+                   [ColdRow(**c) for c in data["cold"]],
+                   [NeighbourRow(**n) for n in data["neighbours"]],
+                   [Row(**r) for r in data["floor"]])

@@ -104,6 +104,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="train missing models quick (smoke runs only: the heavy models then "
                         "cost less than they really do)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--no-profiles", action="store_true",
+                   help="when publishing, do not profile the missed targets into PROFILES.md")
     p.add_argument("--no-publish", action="store_true",
                    help="do not copy the results to benchmarks/RESULTS.md and results.png")
     args = p.parse_args(argv)
@@ -475,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
             max_requests=args.max_requests, csv_tries=args.csv_tries,
             fraud_clients=args.fraud_clients, heavy_clients=args.heavy_clients,
             neighbour_rounds=args.neighbour_rounds, neighbour_seconds=args.neighbour_seconds),
+        # How the targets were judged, so `python -m benchmarks.profile --misses` can again.
+        "judged": {"workers": args.workers, "clients": args.headline_clients,
+                   "neighbour_workers": args.neighbour_workers,
+                   "fraud_clients": args.fraud_clients, "heavy_clients": args.heavy_clients},
     }
     results = Results(bench.rows, bench.csv_rows, bench.cold_rows, bench.neighbour_rows,
                       bench.floor_rows)
@@ -489,5 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_publish:
         shutil.copy(out / "results.md", REPO / "benchmarks" / "RESULTS.md")
         shutil.copy(out / "results.png", REPO / "benchmarks" / "results.png")
+        if not args.no_profiles:
+            from benchmarks import profile  # its py-spy runs start servers of their own
+
+            profile.misses(out / "results.json")
     log(f"done in {wall:.0f} s: {out / 'results.md'}")
     return 0

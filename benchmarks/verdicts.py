@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.neighbours import NeighbourRow
+from benchmarks.neighbours import ALL, HEAVY, NeighbourRow
+from benchmarks.profile import Cell
 from benchmarks.report_rows import ColdRow, CsvRow, Results, Row
 
 
@@ -23,6 +24,9 @@ class Verdict:
     target: str
     measured: str
     passed: bool | None  # None: not measured in this run
+    # The loads to profile when it fails (benchmarks/profile.py --misses): the cell it is
+    # judged against first, then the failing one; empty where riskserve has no load to show.
+    profile: tuple[Cell, ...] = ()
 
     @property
     def mark(self) -> str:
@@ -51,7 +55,8 @@ def _at_least(target: str, a: float, b: float, factor: float, what: str) -> Verd
     return Verdict(target, f"{ratio:.2f}× ({a:,.0f} vs {b:,.0f} {what})", ratio >= factor)
 
 
-def neighbour_verdicts(rows: list[NeighbourRow], workers: list[int]) -> list[Verdict]:
+def neighbour_verdicts(rows: list[NeighbourRow], workers: list[int], fraud_clients: int = 16,
+                       heavy_clients: int = 4) -> list[Verdict]:
     out = []
     for w in workers:
         mine = [r for r in rows if r.server == "riskserve" and r.workers == w
@@ -74,7 +79,10 @@ def neighbour_verdicts(rows: list[NeighbourRow], workers: list[int]) -> list[Ver
                 f"p99 ×{p99_med:.2f} (worst ×{max(p99):.2f}), req/s ×{rps_med:.2f} "
                 f"(worst ×{min(rps):.2f}) over {len(cells)} round{'s' * (len(cells) > 1)}; "
                 f"all answers (fraud + neighbours) ×{served:.2f} of fraud alone",
-                p99_med <= 1.5 and rps_med >= 0.7))
+                p99_med <= 1.5 and rps_med >= 0.7,
+                (Cell("fraud", "v1", fraud_clients, w),
+                 Cell("fraud", "v1", fraud_clients, w, HEAVY if name == ALL else (name,),
+                      heavy_clients))))
     return out
 
 
@@ -110,6 +118,8 @@ def online_verdicts(rows: list[Row], workers: int, clients: int,
                 v.measured += (f"; server CPU per request {g.cpu_ms:.2f} vs {r.cpu_ms:.2f} ms "
                                f"(×{g.cpu_ms / r.cpu_ms:.2f})")
             v.measured += _floor_note(floor, workers, clients)
+            v.profile = (Cell(model, "v1", clients, workers), Cell(model, "grpc", clients,
+                                                                   workers))
             out.append(v)
     return out
 
@@ -132,9 +142,11 @@ def csv_verdicts(rows: list[CsvRow]) -> list[Verdict]:
         limit = next((c for c in cells if c.server == "in-process (limit)"), None)
         if mine is None:
             continue
+        cell = (Cell(model, "csv", 1, mine.workers, csv_rows=size),)
         if limit is not None:
             out.append(_at_least(f"{model} CSV {size:,} rows ≥ 60 % of in-process rows/s",
                                  mine.rows_per_s, limit.rows_per_s, 0.6, "rows/s"))
+            out[-1].profile = cell
         peers = [c for c in cells if c.server not in ("riskserve", "baseline",
                                                       "in-process (limit)")]
         if peers:
@@ -142,6 +154,7 @@ def csv_verdicts(rows: list[CsvRow]) -> list[Verdict]:
             out.append(_at_least(f"{model} CSV {size:,} rows ahead of every peer",
                                  mine.rows_per_s, best.rows_per_s, 1.0,
                                  f"rows/s of {best.server}"))
+            out[-1].profile = cell
     return out
 
 
@@ -180,8 +193,10 @@ def baseline_verdicts(rows: list[Row], workers: int) -> list[Verdict]:
 
 
 def all_verdicts(results: Results, workers: int, clients: int,
-                 neighbour_workers: list[int]) -> list[Verdict]:
-    return [*neighbour_verdicts(results.neighbours, neighbour_workers),
+                 neighbour_workers: list[int], fraud_clients: int = 16,
+                 heavy_clients: int = 4) -> list[Verdict]:
+    return [*neighbour_verdicts(results.neighbours, neighbour_workers, fraud_clients,
+                                heavy_clients),
             *online_verdicts(results.rows, workers, clients, results.floor),
             *csv_verdicts(results.csv),
             *cold_verdicts(results.cold, workers),

@@ -203,14 +203,3 @@ def test_only_the_most_recently_used_baseline_worktrees_are_kept(
     assert sorted(p.name for p in removed) == ["baseline-cccc", "baseline-dddd"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline-aaaa", "baseline-bbbb",
                                                           "tools-venv"]
-
-
-def test_the_profile_puts_grpcs_poller_thread_in_the_grpc_bucket() -> None:
-    """grpc's poller shows only threading.py frames (its work is Cython): by thread name it is
-    the gRPC server's, not the data plane's executor threads' (which share those frames)."""
-    from benchmarks.profile import GRPC_SERVER, bucket
-
-    frames = ("Thread._bootstrap (threading.py:1002);Thread._bootstrap_inner (threading.py:1045);"
-              "Thread.run (threading.py:982)")
-    assert bucket(f"thread (7): Thread-1 (_poll_wrapper);{frames}") == GRPC_SERVER
-    assert bucket(f"thread (8): rs-fraud_0;{frames}").startswith("data plane")
