@@ -136,7 +136,7 @@ bench-deps:  ## wrk and h2load (Debian) for the bench; without them it falls bac
 # `python -m benchmarks --help` (e.g. BENCH_ARGS="--scenarios neighbours --peers seed").
 BENCH_BASELINE ?= 9febb48
 BENCH_ARGS ?=
-bench: setup bench-deps  ## noisy neighbour, peers (seed app, MLServer, KServe, Ray Serve), CSV, cold start, vs BENCH_BASELINE (17-27 min on 2 cores)
+bench: setup bench-deps  ## noisy neighbour, peers (seed app, MLServer, KServe, Ray Serve), CSV, cold start, vs BENCH_BASELINE (17-30 min on 2 cores, after up to 3 min waiting for a quiet machine)
 	$(BIN)/python -m benchmarks $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE)) $(BENCH_ARGS)
 
 bench-decisions: setup bench-deps  ## /v1/explain throughput and production p99 with vs without a shadow candidate (~2 min)

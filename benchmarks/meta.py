@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -25,6 +27,25 @@ def machine() -> str:
         if hasattr(platform, "freedesktop_os_release") else platform.system()
     return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {distro}, "
             f"Linux {platform.release()}, Python {platform.python_version()}")
+
+
+def settle(below: float, deadline_s: float, poll_s: float = 2.0,
+           load: Callable[[], float] = lambda: os.getloadavg()[0],
+           clock: Callable[[], float] = time.monotonic,
+           sleep: Callable[[float], None] = time.sleep) -> tuple[float, float]:
+    """Wait, up to `deadline_s`, for the 1-minute load average to fall below `below`; return
+    the last reading and the seconds waited.
+
+    Why: the work just before a run (training the bench store, a test run) leaves the average
+    at 1.0-1.7 on 2 cores, and the first cells then share the CPU with its tail; the average
+    decays with a one-minute time constant, so from 1.7 to 0.5 takes about 75 s. A machine that
+    never gets that quiet is measured anyway once the deadline passes (and says so)."""
+    start = clock()
+    reading = load()
+    while reading >= below and clock() - start < deadline_s:
+        sleep(poll_s)  # polling interval; the reading is what the loop checks
+        reading = load()
+    return reading, clock() - start
 
 
 def _locked(kind: str, pkg: str) -> str:

@@ -103,6 +103,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-quick", action="store_true",
                    help="train missing models quick (smoke runs only: the heavy models then "
                         "cost less than they really do)")
+    p.add_argument("--settle-load", type=float, default=0.5,
+                   help="before the first cell, wait for the 1-min load average to fall below "
+                        "this (0: do not wait)")
+    p.add_argument("--settle-s", type=float, default=180.0,
+                   help="the longest that wait lasts; the run then starts anyway")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--no-profiles", action="store_true",
                    help="when publishing, do not profile the missed targets into PROFILES.md")
@@ -452,6 +457,13 @@ def main(argv: list[str] | None = None) -> int:
                                    else (None, ""))
     bench = Bench(args, load_models(needed_models(args)))
 
+    settled = ""
+    if args.settle_load > 0:
+        log(f"waiting up to {args.settle_s:.0f} s for the 1-min load average to fall below "
+            f"{args.settle_load}")
+        reading, waited = meta.settle(args.settle_load, args.settle_s)
+        settled = (f" (waited {waited:.0f} s for it to fall below {args.settle_load}"
+                   f"{'' if reading < args.settle_load else '; it did not'})")
     load_before = os.getloadavg()
     for workers in plan(args):
         peers = peers_at(args, workers)
@@ -468,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": meta.machine(), "software": meta.software(args.peers), "wall_s": wall,
-        "load": f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (1-min load average)",
+        "load": f"{load_before[0]:.1f} before{settled}, {load_after[0]:.1f} after "
+                "(1-min load average)",
         "command": "make bench" if argv is None and len(sys.argv) <= 1
         else "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv),
         "baseline": f"{args.baseline} ({baseline_sha})" if args.baseline else "",
