@@ -51,8 +51,9 @@ class Settings(BaseSettings):
     csv_chunk_rows: int = 10_000
     """CSV rows scored per chunk: bounds memory while streaming large files. A chunk scores
     while the one before is written and the next parsed, so smaller chunks overlap more of a
-    file: 10,000 against 50,000, side by side, 4-10 % faster (best of 10-20 uploads) on 100k-row
-    fraud files and 2-7 % on 400k; 5,000 was slower again, and risk-flag did not change."""
+    file: 10,000 against 50,000, side by side, 5-10 % faster on 100k-row fraud files (five
+    comparisons), within the noise on 400k (-7, -4, +2 %); 5,000 was slower again, and risk-flag
+    did not change (README, "Targets missed")."""
 
     max_batch_size: int = 512
     """Most rows one model call may combine from concurrent requests (adaptive batching)."""
