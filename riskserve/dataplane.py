@@ -27,7 +27,7 @@ import numpy as np
 
 from riskserve.auth import ANONYMOUS, Caller
 from riskserve.core import store
-from riskserve.core.batching import MicroBatcher, RowCost, split_rows
+from riskserve.core.batching import Arrivals, MicroBatcher, RowCost, split_rows
 from riskserve.core.encoding import Columns
 from riskserve.core.registry import Registry
 from riskserve.core.scoring import Prediction, ScoringModel
@@ -122,6 +122,8 @@ class DataPlane:
         self._limits = {n: overrides.get(n, settings.model_max_concurrency)
                         for n in registry.names}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        # gRPC calls accepted but not yet queued for a model: lingering batches wait for them.
+        self.arrivals = Arrivals()
 
     @classmethod
     def create(cls, stored: Mapping[str, Any], settings: Settings,
@@ -179,8 +181,9 @@ class DataPlane:
             model = self.resolve(call)
             with self._admitted(model):
                 columns, rows = await self._validated(model, decode)
-                # gRPC requests reach the queue one at a time (grpc.aio), so their batches
-                # linger under load. Where a batch runs is its measured cost's choice, as for
+                # gRPC requests reach the queue one by one (grpc.aio), so their batches
+                # linger under load: for the calls accepted and on their way (Arrivals), then
+                # by arrival rate. Where a batch runs is its measured cost's choice, as for
                 # HTTP: a cheap one on the loop (a thread hop cost more CPU than it saved).
                 pred = await self._batcher(model, "predict").submit(
                     columns, rows, linger=call.protocol == "grpc")
@@ -300,7 +303,7 @@ class DataPlane:
                 b = MicroBatcher(lambda cols: self._score(model, cols),
                                  self.settings.max_batch_size,
                                  max_wait_s=self.settings.max_batch_wait_ms / 1000,
-                                 name=model.spec.name, **options)
+                                 name=model.spec.name, arrivals=self.arrivals, **options)
             else:
                 b = MicroBatcher(lambda cols: self._explain(model, cols),
                                  self.settings.max_batch_size, _split_pairs,

@@ -446,6 +446,78 @@ def test_lingering_requests_share_a_model_call(monkeypatch: pytest.MonkeyPatch) 
     assert sizes == [6]
 
 
+def test_a_lingering_batch_waits_for_the_calls_already_on_their_way() -> None:
+    """Calls a transport accepted (Arrivals) join the batch of the first one, however many loop
+    turns their messages take; the rate-based window is off here (nothing measured yet), so
+    without them being counted the first call goes alone."""
+    from riskserve.core.batching import Arrivals
+
+    async def scenario(counted: bool) -> list[int]:
+        arrivals = Arrivals()
+        sizes: list[int] = []
+        b: MicroBatcher[Prediction] = MicroBatcher(
+            lambda cols: sizes.append(len(cols["x"])) or Prediction(np.zeros(len(cols["x"]))),
+            512, arrivals=arrivals)
+
+        async def call(turns: int) -> Prediction:
+            arrival = arrivals.expect() if counted else None
+            for _ in range(turns):  # its message comes `turns` loop turns later
+                await asyncio.sleep(0)
+            if arrival is not None:
+                arrival.done()
+            return await b.submit({"x": np.zeros(1)}, 1, linger=True)
+
+        await asyncio.gather(*(call(turns) for turns in (0, 5, 10, 20)))
+        assert arrivals.expected == 0
+        return sizes
+
+    assert run(scenario(counted=True)) == [4]
+    alone = run(scenario(counted=False))
+    assert alone[0] == 1 and sum(alone) == 4, alone  # the first went alone
+
+
+def test_only_lingering_batches_wait_for_arrivals() -> None:
+    """HTTP requests (not lingering) are never held for gRPC calls on their way."""
+    from riskserve.core.batching import Arrivals
+
+    async def scenario() -> tuple[list[int], int]:
+        arrivals = Arrivals()
+        pending = arrivals.expect()  # never arrives while the request is answered
+        sizes: list[int] = []
+        b: MicroBatcher[Prediction] = MicroBatcher(
+            lambda cols: sizes.append(len(cols["x"])) or Prediction(np.zeros(1)), 512,
+            arrivals=arrivals)
+        await b.submit({"x": np.zeros(1)}, 1)
+        expected = arrivals.expected
+        pending.done()
+        return sizes, expected
+
+    assert run(scenario()) == ([1], 1)
+
+
+def test_arrivals_settle_at_the_cap_when_a_call_never_comes() -> None:
+    import time
+
+    from riskserve.core.batching import Arrivals
+
+    async def scenario() -> tuple[float, float]:
+        arrivals = Arrivals()
+        lost = arrivals.expect()
+        start = time.monotonic()
+        await arrivals.settled(0.01)
+        capped = time.monotonic() - start
+        lost.done()
+        lost.done()  # a second done() (the task's callback after the servicer's) counts once
+        assert arrivals.expected == 0
+        start = time.monotonic()
+        await arrivals.settled(10.0)  # nothing on its way: no wait at all
+        return capped, time.monotonic() - start
+
+    capped, idle = run(scenario())
+    assert 0.009 <= capped < 1.0
+    assert idle < 0.005
+
+
 # ---- drift counters ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["fraud", "risk-flag", "cyber-threat"])

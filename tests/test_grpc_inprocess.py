@@ -6,8 +6,10 @@ private descriptor pool)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,8 +33,9 @@ KEY = "grpc-inprocess-key"
 
 
 @pytest.fixture(scope="module")
-def grpc_target(trained: dict) -> Iterator[str]:
-    """A grpc.aio server on its own event loop thread, serving the session store's models."""
+def grpc_served(trained: dict) -> Iterator[SimpleNamespace]:
+    """A grpc.aio server on its own event loop thread, serving the session store's models:
+    its address, its data plane and its loop."""
     mp = pytest.MonkeyPatch()
     mp.setenv("RISKSERVE_API_KEYS", f"{KEY},sha256:{auth.digest('other').hex()}")
     mp.delenv("RISKSERVE_API_KEYS_FILE", raising=False)
@@ -56,13 +59,18 @@ def grpc_target(trained: dict) -> Iterator[str]:
     thread.start()
     assert started.wait(30), "the in-process gRPC server did not start"
     try:
-        yield f"127.0.0.1:{port}"
+        yield SimpleNamespace(target=f"127.0.0.1:{port}", dp=dp, loop=loop)
     finally:
         asyncio.run_coroutine_threadsafe(holder["server"].stop(0.5), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         mp.undo()
         get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def grpc_target(grpc_served: SimpleNamespace) -> str:
+    return grpc_served.target
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +193,65 @@ def test_access_log_handler_is_built_once_per_method_and_handler() -> None:
     assert run(refused, ready).unary_unary.__wrapped__ is refuse
     again = run(served, ready)
     assert again.unary_unary.__wrapped__ is serve and run(served, ready) is again
+
+
+def test_every_scoring_call_is_counted_on_its_way_and_arrives_however_it_ends(
+        grpc_served: SimpleNamespace, client: Any) -> None:
+    """The data plane's Arrivals count each ModelInfer that passed auth until it is decoded or
+    ends: answered, refused by the data plane (404, 400, 413), cancelled by its caller. A count
+    that leaked would hold every later gRPC batch for the whole linger cap."""
+    import grpc
+
+    dp = grpc_served.dp
+    counted: list[int] = []
+    expect = dp.arrivals.expect
+
+    def counting() -> Any:
+        counted.append(1)
+        return expect()
+
+    def on_loop(fn: Callable[[], Any]) -> Any:
+        async def call() -> Any:
+            return fn()
+        return asyncio.run_coroutine_threadsafe(call(), grpc_served.loop).result(5)
+
+    on_loop(lambda: setattr(dp.arrivals, "expect", counting))
+    try:
+        good, _ = inputs("fraud", 1)
+        client.infer("fraud", good, headers={"x-api-key": KEY})
+        too_many, _ = inputs("fraud", 51)
+        for model, tensors in (("nope", good), ("risk-flag", good), ("fraud", too_many)):
+            with pytest.raises(InferenceServerException):
+                client.infer(model, tensors, headers={"x-api-key": KEY})
+        with pytest.raises(InferenceServerException):  # refused by auth: never counted
+            client.infer("fraud", good, headers={"x-api-key": "wrong"})
+        client.get_model_metadata("fraud", headers={"x-api-key": KEY})  # not a scoring call
+
+        async def cancelled() -> None:
+            async with grpc.aio.insecure_channel(grpc_served.target) as channel:
+                call = channel.unary_unary(f"/{grpc_server.SERVICE}/ModelInfer",
+                                           request_serializer=None,
+                                           response_deserializer=None)
+                body = _request_bytes("risk-flag")
+                for _ in range(20):
+                    task = asyncio.ensure_future(call(body, metadata=(("x-api-key", KEY),)))
+                    await asyncio.sleep(0)
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                        await task
+
+        asyncio.run(cancelled())
+        deadline = time.monotonic() + 10
+        while on_loop(lambda: dp.arrivals.expected) != 0:
+            assert time.monotonic() < deadline, on_loop(lambda: dp.arrivals.expected)
+            time.sleep(0.01)
+    finally:
+        on_loop(lambda: setattr(dp.arrivals, "expect", expect))
+    # Answered + three refused by the data plane; the cancelled ones as far as they got.
+    assert 4 <= len(counted) <= 24, len(counted)
+
+
+def _request_bytes(name: str) -> bytes:
+    from riskserve.devtools.samples import grpc_request, records
+
+    return grpc_request(name, records(name, sample_frame(name, 1))[0]).SerializeToString()

@@ -65,6 +65,68 @@ LINGER_PAUSE_S = 0.02
 LINGER_MAX_BACKOFF = 1024
 
 
+class Arrival:
+    """One accepted call on its way to a batcher: `done()` once it got there or ended (the
+    first call counts, later ones do nothing, so every path may call it)."""
+
+    __slots__ = ("arrivals", "pending")
+
+    def __init__(self, arrivals: Arrivals) -> None:
+        self.arrivals = arrivals
+        self.pending = True
+
+    def done(self, *_: object) -> None:  # also a task's done callback
+        if self.pending:
+            self.pending = False
+            self.arrivals._arrived()
+
+
+class Arrivals:
+    """How many calls a transport accepted that have not reached a batcher yet (one per worker).
+
+    gRPC calls reach the loop one by one (riskserve.oip.grpc_intake), so when a batch is
+    formed, calls already accepted may still be reading their message. A lingering batch waits
+    for them (`settled`) instead of guessing from the arrival rate alone: at 32 clients that
+    filled gRPC batches (risk-flag 7-9 rows a call instead of 2-4), and with one caller nothing
+    is ever on its way, so nothing waits.
+    """
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def expect(self) -> Arrival:
+        self.expected += 1
+        return Arrival(self)
+
+    def _arrived(self) -> None:
+        self.expected -= 1
+        if self.expected == 0 and self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    async def settled(self, cap_s: float) -> None:
+        """Return once no accepted call is on its way, or after `cap_s` (a call whose
+        message is slow to come must not hold a batch)."""
+        if self.expected <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(cap_s, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass
 class _Pending(Generic[R]):
     columns: Columns
@@ -173,8 +235,9 @@ class MicroBatcher(Generic[R]):
                  split: Callable[[R, list[int]], list[R]] = split_rows, max_wait_s: float = 0.0,
                  inline_budget_s: float = INLINE_BUDGET_S, name: str = "model",
                  heavy: Callable[[], bool] = lambda: False,
-                 heavy_nice: int = HEAVY_NICE) -> None:
+                 heavy_nice: int = HEAVY_NICE, arrivals: Arrivals | None = None) -> None:
         self._call = call
+        self._arrivals = arrivals or Arrivals()  # none expected unless a transport counts
         self._split = split
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
@@ -303,6 +366,11 @@ class MicroBatcher(Generic[R]):
         loop = asyncio.get_running_loop()
         while self._queue:
             short = sum(p.rows for p in self._queue) < self.max_rows
+            if short and self._queue[0].linger:
+                # Calls the transport already accepted come first (Arrivals), then the
+                # rate-based window for those not sent yet.
+                await self._arrivals.settled(LINGER_CAP_S)
+                short = sum(p.rows for p in self._queue) < self.max_rows
             linger = self.linger_s() if short and self._queue[0].linger else 0.0
             if short and max(self.max_wait_s, linger) > 0:
                 # A collection window: the configured one, or lingering under load.

@@ -7,7 +7,9 @@ the worker's data plane, so scoring, batching, validation, metrics and errors ar
 and /v2 use. Auth is an interceptor (riskserve.oip.grpc_auth) checking `x-api-key` /
 `authorization: Bearer` metadata before any handler runs; liveness, readiness, the standard
 health service and reflection stay open. Every unary call gets an access-log line like HTTP's
-(riskserve.oip.grpc_access).
+(riskserve.oip.grpc_access). Calls come in through riskserve.oip.grpc_intake: several armed
+requests per method, and a count of ModelInfer calls on their way that lingering batches wait
+for, so gRPC requests share model calls like HTTP's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from riskserve.core.encoding import Columns
 from riskserve.core.scoring import ScoringModel
 from riskserve.dataplane import Call, DataPlane, Inference
 from riskserve.errors import ConfigurationError, InternalError, InvalidInput, RiskserveError
-from riskserve.oip import codec, grpc_access, grpc_auth
+from riskserve.oip import codec, grpc_access, grpc_auth, grpc_intake
 from riskserve.oip._proto import grpc_predict_v2_pb2 as pb
 from riskserve.oip._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from riskserve.oip.codec import Tensor
@@ -34,6 +36,8 @@ from riskserve.oip.codec import Tensor
 logger = logging.getLogger("riskserve.oip.grpc")
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+# The calls whose batches linger: the data plane waits for these when they are on their way.
+SCORING_METHODS = frozenset({f"/{SERVICE}/ModelInfer"})
 # The InferTensorContents field that carries each datatype.
 CONTENTS_FIELD = {
     "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
@@ -139,6 +143,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         selected: list[str] = []
 
         async def decode(model: ScoringModel) -> tuple[int, Callable[[], Columns]]:
+            grpc_intake.arrived()  # it is queued before the loop turns (see Arrivals)
             for o in request.outputs:
                 codec.reject_classification(o.name, o.parameters)
             selected.extend(codec.select_outputs(model, [o.name for o in request.outputs]))
@@ -199,10 +204,14 @@ def _address(host: str, port: int) -> str:
 async def serve(dp: DataPlane, host: str, port: int) -> OIPServer:
     """Start the gRPC server on the running event loop (the worker's) and mark it SERVING."""
     settings = dp.settings
-    interceptors: list[grpc.aio.ServerInterceptor] = [grpc_auth.interceptor(settings)]
+    # Innermost: a call counts as on its way to the data plane once auth let it through.
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        grpc_auth.interceptor(settings),
+        grpc_intake.ArrivalInterceptor(dp.arrivals, SCORING_METHODS)]
     if grpc_access.enabled():  # outermost: it also logs what auth refused
         interceptors.insert(0, grpc_access.AccessLogInterceptor())
-    server = grpc.aio.server(
+    server = grpc_intake.server(
+        settings.grpc_intake_depth,
         interceptors=interceptors,
         options=[
             # Every worker binds the same port; the kernel balances connections between them.
