@@ -59,7 +59,7 @@ BUCKETS = (
       "threading.py")),
     ("auth + limits middleware", ("riskserve/auth.py", "riskserve/limits.py",
                                   "riskserve/ratelimit.py")),
-    (GRPC_SERVER, ("grpc/", "grpc_server.py", "google/protobuf")),
+    (GRPC_SERVER, ("grpc/", "grpc_server.py", "grpc_intake.py", "google/protobuf")),
     ("BentoML request handling (pydantic IO, tracing, serialisation)", ("_bentoml_sdk/",
                                                                         "_bentoml_impl/",
                                                                         "bentoml/", "pydantic",
