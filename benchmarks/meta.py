@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import version
 from pathlib import Path
 
@@ -46,6 +46,22 @@ def settle(below: float, deadline_s: float, poll_s: float = 2.0,
         sleep(poll_s)  # polling interval; the reading is what the loop checks
         reading = load()
     return reading, clock() - start
+
+
+def idle_cpu(cpu_seconds: Mapping[str, Callable[[], float]], window_s: float = 3.0,
+             clock: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], None] = time.sleep) -> dict[str, float]:
+    """Each server's CPU draw while nobody calls it, as a share of one core, over `window_s`.
+
+    Why: every server stays up while the others are measured, and "idle" is not free for all
+    of them (Ray Serve runs a dozen processes); what an idle server draws, every cell measured
+    meanwhile runs without. The full bench's fraud gRPC cell fell from 0.85-0.87x to 0.81-0.84x
+    of REST with the peers up (2026-12-06, two runs of each)."""
+    before = {name: read() for name, read in cpu_seconds.items()}
+    start = clock()
+    sleep(window_s)  # the measuring window: no load runs during it
+    elapsed = clock() - start
+    return {name: (read() - before[name]) / elapsed for name, read in cpu_seconds.items()}
 
 
 def _locked(kind: str, pkg: str) -> str:
@@ -129,8 +145,10 @@ METHOD = """\
   `num_replicas: N` with one CPU each (`ray.init(num_cpus=N)`, behind Ray's HTTP proxy). One
   OpenMP thread per model call everywhere (riskserve sets nthread=1; the peers run with
   OMP_NUM_THREADS=1), so no server oversubscribes the cores. All servers run side by side,
-  each idle while another is measured; each cell is split into rounds that alternate the
-  targets, so background load on a shared machine falls on all of them alike. RSS is the sum
+  each idle while another is measured; what each draws idle (a share of one core, over 3 s
+  once all are up) is in the cold-start table: every cell runs beside that. Each cell is split
+  into rounds that alternate the targets, so background load on a shared machine falls on all
+  of them alike. RSS is the sum
   over the server's whole process tree after the cell; server CPU ms/req is that tree's
   user+system CPU time over the measured window divided by the requests answered (robust to
   other load, unlike req/s).

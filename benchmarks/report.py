@@ -145,10 +145,11 @@ def cold_table(rows: Sequence[ColdRow]) -> str:
         return ""
     out = ["## Cold start and memory\n\n",
            "| server | workers | launch → ready s | RSS MiB (process tree) | RSS per worker MiB "
-           "| processes |\n|---|--:|--:|--:|--:|--:|\n"]
+           "| processes | idle CPU, % of a core |\n|---|--:|--:|--:|--:|--:|--:|\n"]
     for c in sorted(rows, key=lambda c: (-c.workers, c.server != "riskserve", c.server)):
+        idle = "—" if c.idle_cpu != c.idle_cpu else f"{c.idle_cpu:.1%}"  # NaN: not measured
         out.append(f"| {c.server} | {c.workers} | {c.seconds:.1f} | {c.rss_mb:,.0f} | "
-                   f"{c.rss_per_worker_mb:,.0f} | {c.processes} |\n")
+                   f"{c.rss_per_worker_mb:,.0f} | {c.processes} | {idle} |\n")
     return "".join(out) + "\n"
 
 

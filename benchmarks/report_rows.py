@@ -76,6 +76,7 @@ class ColdRow:
     rss_mb: float
     rss_per_worker_mb: float
     processes: int
+    idle_cpu: float = float("nan")  # share of one core the idle server draws (meta.idle_cpu)
 
 
 @dataclass

@@ -347,11 +347,14 @@ def start_all(bench: Bench, workers: int, peers: list[str], logs: Path,
     except BaseException:
         stop_all(up)
         raise
+    idle = meta.idle_cpu({name: running.cpu_seconds for name, running in up.items()})
     for name, running in up.items():
         bench.cold_rows.append(ColdRow(name, workers, running.cold_start_s, running.rss_mb(),
-                                       running.rss_per_worker_mb(), running.processes()))
+                                       running.rss_per_worker_mb(), running.processes(),
+                                       idle[name]))
         log(f"  {name} w={workers}: ready in {running.cold_start_s:.1f} s, "
-            f"RSS {running.rss_mb():.0f} MiB ({running.rss_per_worker_mb():.0f} per worker)")
+            f"RSS {running.rss_mb():.0f} MiB ({running.rss_per_worker_mb():.0f} per worker), "
+            f"idle {idle[name]:.1%} of a core")
     return up
 
 

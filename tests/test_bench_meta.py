@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import pytest
+
 from benchmarks import meta
 
 
@@ -59,3 +61,26 @@ def test_a_machine_that_never_gets_quiet_is_measured_once_the_deadline_passes() 
                                   sleep=t.sleep)
     assert reading == 1.5
     assert 10.0 <= waited <= 12.0 and len(t.sleeps) == 5
+
+
+def test_idle_cpu_is_each_servers_draw_over_the_window_as_a_share_of_a_core() -> None:
+    t = FakeTime()
+    used = {"riskserve": [10.0, 10.03], "ray": [50.0, 50.9]}  # CPU seconds before, after
+
+    def reader(name: str) -> Callable[[], float]:
+        values = iter(used[name])
+        return lambda: next(values)
+
+    idle = meta.idle_cpu({n: reader(n) for n in used}, 3.0, clock=t.clock, sleep=t.sleep)
+    assert t.sleeps == [3.0]
+    assert idle == {"riskserve": pytest.approx(0.01), "ray": pytest.approx(0.3)}
+
+
+def test_the_cold_table_shows_idle_cpu_and_a_dash_where_it_was_not_measured() -> None:
+    from benchmarks.report import cold_table
+    from benchmarks.report_rows import ColdRow
+
+    table = cold_table([ColdRow("riskserve", 2, 2.6, 870, 435, 3, 0.012),
+                        ColdRow("ray", 2, 9.8, 1604, 802, 12)])  # an older results.json
+    assert "| riskserve | 2 | 2.6 | 870 | 435 | 3 | 1.2% |" in table
+    assert "| ray | 2 | 9.8 | 1,604 | 802 | 12 | — |" in table
