@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     grpc_intake_depth: int = Field(default=8, ge=1, le=256)
     """Requests for the next gRPC call kept armed per method in each worker, so that calls
     waiting together reach the data plane together and share a model call (with 8, risk-flag's
-    gRPC batches held 7-9 rows at 32 clients instead of 2-4). 1: grpc.aio's own intake, one
+    gRPC batches held 7-9 rows at 32 clients instead of 3-6). 1: grpc.aio's own intake, one
     call at a time (also what other grpcio releases get; riskserve.oip.grpc_intake)."""
 
     workers: int = 1

@@ -87,7 +87,7 @@ class Arrivals:
     gRPC calls reach the loop one by one (riskserve.oip.grpc_intake), so when a batch is
     formed, calls already accepted may still be reading their message. A lingering batch waits
     for them (`settled`) instead of guessing from the arrival rate alone: at 32 clients that
-    filled gRPC batches (risk-flag 7-9 rows a call instead of 2-4), and with one caller nothing
+    filled gRPC batches (risk-flag 7-9 rows a call instead of 3-6), and with one caller nothing
     is ever on its way, so nothing waits.
     """
 

@@ -3,7 +3,7 @@
 grpc.aio asks its C core for the next call of each method one at a time: a call is handed to
 the event loop, and only then is the next one requested, so 16 calls waiting in one worker come
 in one by one, each after a round trip through grpc's poller thread. The data plane then saw
-one gRPC request at a time and its batches held 2-3 rows where HTTP's hold ~11 (uvicorn parses
+one gRPC request at a time and its batches held 2-6 rows where HTTP's hold ~11 (uvicorn parses
 every ready connection in one loop turn). Two pieces fix that, together:
 
 - `IntakeServer` keeps `depth` requests for the next call armed in the C core per registered
@@ -16,12 +16,13 @@ every ready connection in one loop turn). Two pieces fix that, together:
   read; the servicer marks it arrived when it decodes it, the call's task when it ends in any
   other way), and a lingering batch first waits for them (see MicroBatcher._drain).
 
-Neither alone moved the batches (deeper intake alone: 4-5 rows, the count alone: 3 rows);
-together risk-flag's gRPC batches held 7-9 rows at 32 clients (README, Performance).
+Neither alone filled the batches (risk-flag at 32 clients, rows a model call, one server with
+the variants alternated: 3.2-5.9 before, the deeper intake alone 3.9-5.0, the count alone
+2.3-3.7, both 7.1-8.6; README, "Performance and benchmarks").
 
 `IntakeServer` overrides two methods of grpc's private `cygrpc.AioServer`, so it is used only
-on the grpcio releases it was written and tested against (`WRITTEN_FOR`); elsewhere, or with
-depth 1, the server is grpc.aio's own, with one line in the log. tests/test_grpc_intake.py
+on the grpcio releases it was written and tested against (`WRITTEN_FOR`); elsewhere the server
+is grpc.aio's own, with one line in the log (with depth 1, without one). tests/test_grpc_intake.py
 checks both the intake and a stop under load.
 """
 
