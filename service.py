@@ -38,16 +38,21 @@ from riskserve.v1 import handlers as v1
 from riskserve.v1.app import v1_app
 from riskserve.v1.schemas import PredictResponse, SeedModel, Timing
 
-settings = get_settings()
+
+def _one_line(exc: ConfigurationError) -> SystemExit:
+    """A configuration problem (empty store, corrupt model, no keys, a RISKSERVE_* value that
+    does not parse) is one line, no traceback."""
+    return SystemExit(f"riskserve: {exc.message}")
+
+
+try:
+    settings = get_settings()
+except ConfigurationError as exc:
+    raise _one_line(exc) from None
 logging.getLogger("riskserve").setLevel(settings.log_level.upper())
 logger = logging.getLogger("riskserve.service")
 models_v1 = v1_app()
 models_v2 = v2_app()
-
-
-def _one_line(exc: ConfigurationError) -> SystemExit:
-    """A configuration problem (empty store, corrupt model, no keys) is one line, no traceback."""
-    return SystemExit(f"riskserve: {exc.message}")
 
 
 # The versions declared below, per model: recorded for `bentoml build` (riskserve/release.json),

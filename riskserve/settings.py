@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from riskserve.errors import ConfigurationError
 
 
 class Settings(BaseSettings):
@@ -114,5 +116,15 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, parsed once (tests call `get_settings.cache_clear()`)."""
-    return Settings()
+    """The process-wide settings, parsed once (tests call `get_settings.cache_clear()`).
+
+    A value that does not parse is a ConfigurationError naming the variable (the service prints
+    it as one line), not pydantic's traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "RISKSERVE_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise ConfigurationError(
+            f"{name}={first.get('input')!r}: {first['msg'].lower()}; see the settings table "
+            f"in the README") from None

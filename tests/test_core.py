@@ -361,6 +361,27 @@ def test_fail_secure_without_keys() -> None:
         KeyRing.from_settings(Settings(api_keys="sha256:abc"))
 
 
+@pytest.mark.parametrize(("env", "value", "says"), [
+    ("RISKSERVE_GRPC_INTAKE_DEPTH", "abc", "valid integer"),
+    ("RISKSERVE_GRPC_INTAKE_DEPTH", "0", "greater than or equal to 1"),
+    ("RISKSERVE_HEAVY_NICE", "50", "less than or equal to 19"),
+])
+def test_a_setting_that_does_not_parse_is_one_line_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch, env: str, value: str, says: str) -> None:
+    from riskserve.settings import get_settings
+
+    monkeypatch.setenv(env, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError) as err:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    message = err.value.message
+    assert message.startswith(f"{env}={value!r}: ") and says in message, message
+    assert "\n" not in message
+
+
 def test_presented_key_header_forms() -> None:
     assert presented_key({"x-api-key": " k1 "}) == "k1"
     assert presented_key({"authorization": "Bearer k2"}) == "k2"

@@ -489,6 +489,24 @@ def test_broken_model_file_refuses_to_start(trained: dict, bentoml_home: Path, t
     assert "Traceback" not in log
 
 
+def test_a_setting_that_does_not_parse_refuses_to_start_in_one_line(
+        trained: dict, bentoml_home: Path, tmp_path: Path) -> None:
+    served = server.start(tmp_path / "serve.log", {"BENTOML_HOME": str(bentoml_home),
+                                                   "RISKSERVE_GRPC_INTAKE_DEPTH": "lots"},
+                          wait=False)
+    try:
+        code = served.proc.wait(timeout=90)
+    finally:
+        served.stop()
+    log = served.log_text()
+    assert code != 0
+    assert "Traceback" not in log, log[-2000:]
+    lines = [line for line in log.splitlines() if line.startswith("riskserve: ")]
+    assert lines == ["riskserve: RISKSERVE_GRPC_INTAKE_DEPTH='lots': input should be a valid "
+                     "integer, unable to parse string as an integer; see the settings table in "
+                     "the README"], log[-2000:]
+
+
 def copy_store(source: Path, home: Path) -> Path:
     """A private copy of the session store (models and pointers) to break."""
     for part in ("models", "riskserve"):
