@@ -148,10 +148,9 @@ METHOD = """\
   each idle while another is measured; what each draws idle (a share of one core, over 3 s
   once all are up) is in the cold-start table: every cell runs beside that. Each cell is split
   into rounds that alternate the targets, so background load on a shared machine falls on all
-  of them alike. RSS is the sum
-  over the server's whole process tree after the cell; server CPU ms/req is that tree's
-  user+system CPU time over the measured window divided by the requests answered (robust to
-  other load, unlike req/s).
+  of them alike. RSS is the sum over the server's whole process tree after the cell; server
+  CPU ms/req is that tree's user+system CPU time over the measured window divided by the
+  requests answered (robust to other load, unlike req/s).
 - × seed / × MLServer / × KServe / × Ray: riskserve's req/s divided by the peer's at the same
   model, clients and workers (MLServer REST for /v1 and /v2, MLServer gRPC for gRPC). "of
   limit": req/s divided by the in-process limit: `validation.columns_from_records` +

@@ -104,8 +104,7 @@ class Arrivals:
         if self.expected == 0 and self._waiters:
             waiters, self._waiters = self._waiters, []
             for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+                _resolve(w)
 
     async def settled(self, cap_s: float) -> None:
         """Return once no accepted call is on its way, or after `cap_s` (a call whose
