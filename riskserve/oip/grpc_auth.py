@@ -37,6 +37,15 @@ _KEY_METADATA = ("x-api-key", "authorization")
 # The authenticated Caller of the current call, set by the interceptor in the call's task.
 _caller: contextvars.ContextVar[auth.Caller | None] = contextvars.ContextVar(
     "riskserve_grpc_caller", default=None)
+# Set in a refused call's task while the interceptor asks the rest of the chain for the
+# handler's shape only, so that inner interceptors (the arrival count) can tell it is no call.
+_refusing: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "riskserve_grpc_refusing", default=False)
+
+
+def admitted() -> bool:
+    """False while the interceptor is refusing the current call (for inner interceptors)."""
+    return not _refusing.get()
 
 
 def _key_of(metadata: Any) -> str | None:
@@ -95,6 +104,7 @@ class APIKeyInterceptor(grpc.aio.ServerInterceptor):
                                        _key_of(handler_call_details.invocation_metadata),
                                        "grpc", self._metrics)
         except (Unauthorized, RateLimited) as exc:
+            _refusing.set(True)  # the inner chain is asked for the handler's shape, no more
             handler = await continuation(handler_call_details)
             return None if handler is None else _denial(handler, exc)
         _caller.set(caller)

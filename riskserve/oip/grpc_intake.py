@@ -190,19 +190,26 @@ _arrival: contextvars.ContextVar[Arrival | None] = contextvars.ContextVar(
 
 class ArrivalInterceptor(grpc.aio.ServerInterceptor):
     """Counts each call of `methods` in `arrivals` from the moment it passed the interceptors
-    before this one (auth: refused calls never count) until the servicer decodes it or its
-    task ends, whichever comes first. Runs before grpc.aio reads the call's message."""
+    before this one until the servicer decodes it or its task ends, whichever comes first.
+    Runs before grpc.aio reads the call's message.
 
-    def __init__(self, arrivals: Arrivals, methods: frozenset[str]) -> None:
+    `admitted` says whether the outer interceptors let the call through: auth refuses a call
+    by asking the chain for the handler's shape and replacing it, and a refused call is no
+    caller on its way (counted, it would hold a lingering batch for nothing).
+    """
+
+    def __init__(self, arrivals: Arrivals, methods: frozenset[str],
+                 admitted: Callable[[], bool] = lambda: True) -> None:
         self.arrivals = arrivals
         self.methods = methods
+        self.admitted = admitted
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails],
                                      Awaitable[grpc.RpcMethodHandler | None]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        if details.method in self.methods:
+        if details.method in self.methods and self.admitted():
             task = asyncio.current_task()
             if task is not None:
                 arrival = self.arrivals.expect()

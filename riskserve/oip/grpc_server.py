@@ -207,7 +207,7 @@ async def serve(dp: DataPlane, host: str, port: int) -> OIPServer:
     # Innermost: a call counts as on its way to the data plane once auth let it through.
     interceptors: list[grpc.aio.ServerInterceptor] = [
         grpc_auth.interceptor(settings),
-        grpc_intake.ArrivalInterceptor(dp.arrivals, SCORING_METHODS)]
+        grpc_intake.ArrivalInterceptor(dp.arrivals, SCORING_METHODS, grpc_auth.admitted)]
     if grpc_access.enabled():  # outermost: it also logs what auth refused
         interceptors.insert(0, grpc_access.AccessLogInterceptor())
     server = grpc_intake.server(
