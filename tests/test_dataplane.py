@@ -11,14 +11,7 @@ import numpy as np
 import pytest
 
 from riskserve.auth import ANONYMOUS, Caller
-from riskserve.core.batching import (
-    HEAVY_AFTER_CALLS,
-    LINGER_ARRIVALS,
-    LINGER_RECENT,
-    CostModel,
-    MicroBatcher,
-    RowCost,
-)
+from riskserve.core.batching import HEAVY_AFTER_CALLS, CostModel, MicroBatcher, RowCost
 from riskserve.core.registry import Registry
 from riskserve.core.scoring import Prediction
 from riskserve.core.specs import MODEL_NAMES, SPECS
@@ -374,11 +367,8 @@ def _lingering(monkeypatch: pytest.MonkeyPatch) -> tuple[MicroBatcher[Prediction
     return MicroBatcher(call, 512), clock, sizes
 
 
-FULL = LINGER_ARRIVALS + 1  # requests queued after a window that gathered many callers
-
-
 def test_lingering_waits_only_while_requests_arrive_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    from riskserve.core.batching import LINGER_CAP_S, LINGER_PAUSE_S
+    from riskserve.core.batching import LINGER_ARRIVALS, LINGER_CAP_S, LINGER_PAUSE_S
 
     b, clock, _ = _lingering(monkeypatch)
 
@@ -390,7 +380,7 @@ def test_lingering_waits_only_while_requests_arrive_fast(monkeypatch: pytest.Mon
     def window() -> float:
         # These arrivals come one after another (each awaited), so every window in between
         # collected nothing and backed off: clear that, to see what the rate alone says.
-        b._lingered(0, FULL)
+        b._lingered(True)
         return b.linger_s()
 
     assert window() == 0.0  # nothing seen yet
@@ -404,8 +394,9 @@ def test_lingering_waits_only_while_requests_arrive_fast(monkeypatch: pytest.Mon
     assert window() == 0.0
 
 
-def _fast_lingering(monkeypatch: pytest.MonkeyPatch) -> MicroBatcher[Prediction]:
-    """A batcher that has seen 10,000 requests/s, after a full window: it lingers."""
+def test_a_window_that_collects_nothing_backs_lingering_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone closed-loop caller: nothing can arrive while it waits for its own answer."""
     b, clock, _ = _lingering(monkeypatch)
 
     async def fast() -> None:
@@ -414,46 +405,16 @@ def _fast_lingering(monkeypatch: pytest.MonkeyPatch) -> MicroBatcher[Prediction]
             await b.submit({"x": np.zeros(1)}, 1, linger=True)
 
     run(fast())
-    b._lingered(0, FULL)
-    assert b.linger_s() > 0.0
-    return b
-
-
-def _skips(b: MicroBatcher[Prediction], window: tuple[int, int], times: int) -> list[int]:
-    """The batches lingering skips after each of `times` windows from `window`[0] to [1]."""
+    b._lingered(True)
     skipped = []
-    for _ in range(times):
-        b._lingered(*window)
+    for _ in range(3):
+        b._lingered(False)
         n = 0
         while b.linger_s() == 0.0:
             n += 1
         skipped.append(n)
-    return skipped
-
-
-@pytest.mark.parametrize("queued", [1, FULL])
-def test_a_window_that_collects_nothing_backs_lingering_off(
-        monkeypatch: pytest.MonkeyPatch, queued: int) -> None:
-    """A lone closed-loop caller: nothing can arrive while it waits for its own answer."""
-    b = _fast_lingering(monkeypatch)
-    assert _skips(b, (queued, queued), 3) == [1, 2, 4]
-    b._lingered(0, FULL)  # a window that collected callers: linger again at once
-    assert b.linger_s() > 0.0
-
-
-def test_a_few_callers_back_lingering_off_and_many_do_not(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A few callers a worker: every window gathers one or two and ends with no more than
-    LINGER_ARRIVALS queued, and the wait costs more than their shared call saves, so such
-    windows in a row back lingering off. Among full windows, the odd short one does not."""
-    b = _fast_lingering(monkeypatch)
-    for _ in range(3 * LINGER_RECENT):  # many callers: short windows among full ones
-        assert _skips(b, (1, 2), 1) == [0]
-        assert _skips(b, (0, FULL), 1) == [0]
-    few = (1, LINGER_ARRIVALS)
-    assert _skips(b, few, LINGER_RECENT - 1) == [0] * (LINGER_RECENT - 1)  # the full one counts
-    assert _skips(b, few, 3) == [1, 2, 4]  # now all LINGER_RECENT windows were short
-    b._lingered(0, FULL)
+    assert skipped == [1, 2, 4]
+    b._lingered(True)  # a window that collected someone: linger again at once
     assert b.linger_s() > 0.0
 
 
@@ -479,7 +440,7 @@ def test_lingering_requests_share_a_model_call(monkeypatch: pytest.MonkeyPatch) 
     run(one_at_a_time(linger=False))
     assert len(sizes) >= 3, sizes  # the queue never held more than a couple
     run(warm())
-    b._lingered(0, FULL)  # the warm-up's sequential windows backed off; start afresh
+    b._lingered(True)  # the warm-up's sequential windows backed off; start from a good one
     sizes.clear()
     run(one_at_a_time(linger=True))
     assert sizes == [6]

@@ -60,13 +60,9 @@ LINGER_CAP_S = 0.002
 LINGER_ARRIVALS = 4
 # A gap this long is a pause, not a rate: the average starts over from it.
 LINGER_PAUSE_S = 0.02
-# After a window that fell short (see MicroBatcher._lingered), lingering is skipped for 1, 2, 4,
-# ... batches (up to this many): a lone closed-loop caller's next request only comes after our
-# answer, and a few callers a worker cannot fill a window either.
+# After a window in which nothing arrived, lingering is skipped for 1, 2, 4, ... batches (up to
+# this many): a lone closed-loop caller's next request only comes after our answer.
 LINGER_MAX_BACKOFF = 1024
-# The windows whose queue sizes tell a few callers (never more than LINGER_ARRIVALS queued) from
-# many (the odd short window among full ones).
-LINGER_RECENT = 8
 
 
 class Arrival:
@@ -260,8 +256,7 @@ class MicroBatcher(Generic[R]):
         self._gap_s = math.inf
         self._last_linger = -math.inf
         self._skip = 0  # batches left before lingering is tried again
-        self._backoff = 1  # batches to skip after the next window that falls short
-        self._window_ends: deque[int] = deque(maxlen=LINGER_RECENT)  # requests queued
+        self._backoff = 1  # batches to skip after the next window that collects nothing
 
     @property
     def queued(self) -> int:
@@ -328,8 +323,8 @@ class MicroBatcher(Generic[R]):
 
     def linger_s(self) -> float:
         """How long the next batch waits for more lingering requests: 0 unless they arrive
-        faster than two per LINGER_CAP_S and the last window did not fall short (see
-        _lingered), then the time LINGER_ARRIVALS more take at that rate, capped.
+        faster than two per LINGER_CAP_S and the last window collected any, then the time
+        LINGER_ARRIVALS more take at that rate, capped.
 
         For callers whose requests reach the queue one at a time (gRPC: grpc.aio hands each
         call to the loop on its own, so the queue seldom holds two when the model is free):
@@ -346,22 +341,8 @@ class MicroBatcher(Generic[R]):
             return 0.0
         return min(LINGER_CAP_S, LINGER_ARRIVALS * self._gap_s)
 
-    def _lingered(self, before: int, after: int) -> None:
-        """Judge the window that just closed, which took the queue from `before` to `after`
-        requests: it fell short if it collected none, or if no window of the last
-        LINGER_RECENT ended with more than LINGER_ARRIVALS queued.
-
-        The second is a few callers a worker (8 gRPC clients on 2 workers: about 4): each
-        window gathers one or two of them, and waiting for them costs more than their shared
-        call saves. Measured by the bench (2026-12-06, `--baseline`, 5 rounds, this rule in
-        either slot) against 'collected any' alone: at 8 clients fraud 2,576-2,603 against
-        2,178-2,214 req/s (p50 2.9 against 3.6-3.9 ms) and risk-flag 2,154-2,175 against
-        1,987-2,001; at 32 clients within the noise (fraud -1 % and +3 %). Judging each window
-        by its own queue instead cost fraud 3-7 % at 32 clients in four runs: there the odd
-        short window among full ones backed lingering off, and the recent windows do not.
-        """
-        self._window_ends.append(after)
-        if after > before and max(self._window_ends) > LINGER_ARRIVALS:
+    def _lingered(self, collected: bool) -> None:
+        if collected:
             self._skip, self._backoff = 0, 1
         else:
             self._skip = self._backoff
@@ -395,7 +376,7 @@ class MicroBatcher(Generic[R]):
                 before = len(self._queue)
                 await asyncio.sleep(max(self.max_wait_s, linger))
                 if linger:
-                    self._lingered(before, len(self._queue))
+                    self._lingered(len(self._queue) > before)
             else:
                 # One loop iteration: requests already parsed and ready join this batch.
                 await asyncio.sleep(0)
